@@ -1,0 +1,41 @@
+//! The only place with `unsafe`: thin safe wrappers over libc.
+//!
+//! Each wrapper turns `-1`/errno into `io::Error`, retries EINTR where the call
+//! is restartable, and says in its name what it does. Nothing here keeps state.
+
+pub mod process;
+pub mod signal;
+
+use std::io;
+
+/// A process, process-group or session id as the kernel gives it.
+pub type Pid = libc::pid_t;
+
+/// Turns the C convention "-1 and errno" into an `io::Result`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Runs `f` again while it fails with EINTR.
+fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Makes every thread allocate from glibc's main malloc arena. Without this,
+/// each new thread's first allocation reserves an arena of its own (64 MiB of
+/// address space, and the page faults to set it up), which costs more time
+/// than a short `herd run` and more memory than herd's reader threads need.
+pub fn share_one_malloc_arena() {
+    // SAFETY: mallopt only changes a malloc tunable; called before any
+    // thread exists. A 0 return (not applied) only costs memory.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}

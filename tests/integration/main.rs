@@ -1,0 +1,5 @@
+//! Integration tests: every behaviour that forks, signals or reaps is checked
+//! through the real herd binary.
+
+mod run;
+mod util;

@@ -1,0 +1,339 @@
+//! Helpers for driving the real herd binary: spawn it, wait for lines and
+//! exits with deadlines, and tell the whole story when an assertion fails.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn herd_path() -> &'static str {
+    env!("CARGO_BIN_EXE_herd")
+}
+
+pub fn herd() -> Command {
+    Command::new(herd_path())
+}
+
+/// Runs a command to completion with a deadline; returns status, stdout, stderr.
+pub fn run_to_end(command: &mut Command) -> Outcome {
+    let mut running = Running::start(command);
+    let status = running.wait();
+    running.outcome(status)
+}
+
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    story: String,
+}
+
+impl Outcome {
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal\n{}", self.story))
+    }
+
+    /// Panics with the whole story unless `ok`.
+    pub fn check(&self, ok: bool, what: &str) {
+        assert!(ok, "{what}\n{}", self.story);
+    }
+}
+
+/// A spawned process whose stdout lines arrive on a channel and whose stderr
+/// is collected; on drop it and every descendant of it are SIGKILLed.
+pub struct Running {
+    child: Child,
+    pub stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every line received, for the story.
+    seen: Vec<String>,
+    /// Lines received while waiting for another one, not yet expected.
+    unmatched: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    description: String,
+    reaped: bool,
+}
+
+impl Running {
+    pub fn start(command: &mut Command) -> Running {
+        let description = format!("{command:?}");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {description}: {e}"));
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let collected = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    return;
+                }
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            unmatched: Vec::new(),
+            stderr,
+            description,
+            reaped: false,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Everything known so far, for a failure message.
+    pub fn story(&self) -> String {
+        format!(
+            "command: {}\nstdout so far:\n{}\nstderr so far:\n{}",
+            self.description,
+            self.seen.join("\n"),
+            self.stderr()
+        )
+    }
+
+    /// Waits for a stdout line containing `needle` (lines from several
+    /// processes may come in any order: earlier ones are kept); returns it.
+    pub fn expect_line(&mut self, needle: &str) -> String {
+        if let Some(at) = self.unmatched.iter().position(|l| l.contains(needle)) {
+            return self.unmatched.remove(at);
+        }
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                    self.unmatched.push(line);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no line with {needle:?} within {DEADLINE:?}\n{}",
+                        self.story()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "stdout closed before a line with {needle:?}\n{}",
+                        self.story()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Waits until `condition` holds for herd's stderr.
+    pub fn expect_stderr(&self, what: &str, condition: impl Fn(&str) -> bool) {
+        wait_until(what, || condition(&self.stderr()), || self.story());
+    }
+
+    /// Sends a signal by name with kill(1) to the process this test spawned.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.pid(), name);
+    }
+
+    pub fn write_stdin(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for the exit, with the deadline.
+    pub fn wait(&mut self) -> ExitStatus {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.reaped = true;
+                return status;
+            }
+            if Instant::now() > until {
+                panic!("did not exit within {DEADLINE:?}\n{}", self.story());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the exit and for stdout and stderr to close.
+    pub fn outcome(mut self, status: ExitStatus) -> Outcome {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("stdout stayed open\n{}", self.story()),
+            }
+        }
+        // stdout is closed; stderr closes at the same exit, give its reader
+        // the same deadline to finish.
+        wait_until(
+            "stderr to close",
+            || Arc::strong_count(&self.stderr) == 1,
+            || self.story(),
+        );
+        let mut stdout = self.seen.join("\n");
+        if !stdout.is_empty() {
+            stdout.push('\n');
+        }
+        Outcome {
+            status,
+            stdout,
+            stderr: self.stderr(),
+            story: format!("status: {status:?}\n{}", self.story()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            kill_tree(self.pid());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `condition` until it holds or the deadline passes.
+pub fn wait_until(what: &str, condition: impl Fn() -> bool, story: impl Fn() -> String) {
+    let until = Instant::now() + DEADLINE;
+    while !condition() {
+        if Instant::now() > until {
+            panic!("waited {DEADLINE:?} for {what}\n{}", story());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// The children of `pid` (every thread's), from /proc.
+pub fn children_of(pid: u32) -> BTreeSet<u32> {
+    let mut children = BTreeSet::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        let listed = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            listed
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    children
+}
+
+/// The state letter of a process (`R`, `S`, `Z`...), if it still exists.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+pub fn process_name(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+pub fn zombie_children(pid: u32) -> usize {
+    children_of(pid)
+        .into_iter()
+        .filter(|&child| process_state(child) == Some('Z'))
+        .count()
+}
+
+/// SIGKILLs every descendant of `pid` (which this test spawned), deepest
+/// first, so that a failing test leaves nothing behind.
+pub fn kill_tree(pid: u32) {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(next) = queue.pop() {
+        for child in children_of(next) {
+            found.push(child);
+            queue.push(child);
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(found.iter().rev().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("herd-test-{tag}-{}-{serial}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
