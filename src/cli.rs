@@ -2,8 +2,10 @@
 //! derived from one table of flags.
 
 use crate::error::Failure;
-use crate::signals;
+use crate::output::ColorChoice;
+use crate::spec::{self, Defaults, ProcessSpec};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// One flag as the user sees it: the single source for `--help` and for the
@@ -15,75 +17,203 @@ pub struct Flag {
     pub help: &'static str,
 }
 
-const HELP: Flag = Flag {
-    short: Some('h'),
-    long: "help",
-    value: None,
-    help: "print this help and exit",
-};
+const fn flag(
+    short: Option<char>,
+    long: &'static str,
+    value: Option<&'static str>,
+    help: &'static str,
+) -> Flag {
+    Flag {
+        short,
+        long,
+        value,
+        help,
+    }
+}
+
+const HELP: Flag = flag(Some('h'), "help", None, "print this help and exit");
 
 pub const GLOBAL_FLAGS: &[Flag] = &[
     HELP,
-    Flag {
-        short: Some('V'),
-        long: "version",
-        value: None,
-        help: "print herd's version and exit",
-    },
+    flag(Some('V'), "version", None, "print herd's version and exit"),
 ];
 
 pub const RUN_FLAGS: &[Flag] = &[
-    Flag {
-        short: Some('g'),
-        long: "group-signal",
-        value: None,
-        help: "forward signals to the child's whole process group",
-    },
-    Flag {
-        short: None,
-        long: "grace",
-        value: Some("SECS"),
-        help: "time a stopping process gets before SIGKILL (default 10)",
-    },
-    Flag {
-        short: None,
-        long: "stop-signal",
-        value: Some("SIG"),
-        help: "signal that stops what is left of the child's group (default TERM)",
-    },
-    Flag {
-        short: None,
-        long: "no-subreaper",
-        value: None,
-        help: "do not adopt orphaned descendants to reap them",
-    },
-    Flag {
-        short: Some('v'),
-        long: "verbose",
-        value: None,
-        help: "log herd's decisions (spawn, signals, reaping) to stderr",
-    },
+    flag(
+        Some('c'),
+        "command",
+        Some("NAME=SHELLCMD"),
+        "add a process to the group, run with /bin/sh -c",
+    ),
+    flag(
+        Some('f'),
+        "procfile",
+        Some("FILE"),
+        "add the processes of a Procfile to the group",
+    ),
+    flag(
+        None,
+        "env-file",
+        Some("FILE"),
+        "set KEY=VALUE lines of FILE in every process's environment",
+    ),
+    flag(
+        None,
+        "port-base",
+        Some("N"),
+        "give process i (from 0) PORT=N+100*i",
+    ),
+    flag(
+        None,
+        "restart",
+        Some("[NAME=]POLICY"),
+        "never (default), on-failure or always",
+    ),
+    flag(
+        None,
+        "stop-signal",
+        Some("[NAME=]SIG"),
+        "signal that asks a process to stop (default TERM)",
+    ),
+    flag(
+        None,
+        "grace",
+        Some("[NAME=]SECS"),
+        "time a stopping process gets before SIGKILL (default 10)",
+    ),
+    flag(
+        None,
+        "ready",
+        Some("NAME=CHECK"),
+        "NAME is ready when CHECK passes: tcp:PORT or file:PATH",
+    ),
+    flag(
+        None,
+        "ready-timeout",
+        Some("[NAME=]SECS"),
+        "time a ready check may take (default 30)",
+    ),
+    flag(
+        None,
+        "oneshot",
+        Some("NAME"),
+        "NAME may exit 0 without stopping the group",
+    ),
+    flag(
+        None,
+        "backoff-min",
+        Some("SECS"),
+        "first delay before a restart, doubling each time (default 0.1)",
+    ),
+    flag(
+        None,
+        "backoff-max",
+        Some("SECS"),
+        "longest delay before a restart (default 30)",
+    ),
+    flag(
+        None,
+        "start-limit",
+        Some("N"),
+        "give up after more than N restarts in the window (default 5)",
+    ),
+    flag(
+        None,
+        "start-window",
+        Some("SECS"),
+        "the window of --start-limit (default 60)",
+    ),
+    flag(
+        None,
+        "parallel-stop",
+        None,
+        "stop every process at once, not in reverse start order",
+    ),
+    flag(
+        None,
+        "color",
+        Some("WHEN"),
+        "colour the name prefixes: auto (default), always, never",
+    ),
+    flag(
+        None,
+        "timestamps",
+        None,
+        "put the time before every output line",
+    ),
+    flag(
+        None,
+        "stdin",
+        Some("NAME"),
+        "give herd's stdin to NAME (others get /dev/null)",
+    ),
+    flag(
+        Some('g'),
+        "group-signal",
+        None,
+        "one command: forward signals to its whole process group",
+    ),
+    flag(
+        None,
+        "no-subreaper",
+        None,
+        "do not adopt orphaned descendants to reap them",
+    ),
+    flag(
+        Some('v'),
+        "verbose",
+        None,
+        "log herd's decisions (spawns, signals, reaping)",
+    ),
     HELP,
 ];
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Request {
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     Help(String),
     Version,
+}
+
+/// Where the processes of a group come from, in command-line order.
+#[derive(Debug, PartialEq)]
+pub enum Source {
+    Command { name: String, command: String },
+    Procfile(PathBuf),
+}
+
+/// A per-process setting given on the command line as `--KEY NAME=VALUE`.
+#[derive(Debug, PartialEq)]
+pub struct NamedSetting {
+    pub name: String,
+    pub key: &'static str,
+    pub value: Option<String>,
 }
 
 /// `herd run`'s settings.
 #[derive(Debug)]
 pub struct RunArgs {
+    /// What every process starts from: the flags given without a NAME.
+    pub defaults: Defaults,
+    /// One command (`herd run -- CMD`): the program and its arguments.
+    pub command: Vec<OsString>,
+    /// A group (`-c`, `-f`).
+    pub sources: Vec<Source>,
+    pub named: Vec<NamedSetting>,
+    pub env_files: Vec<PathBuf>,
+    pub port_base: Option<u16>,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub start_limit: usize,
+    pub start_window: Duration,
+    pub parallel_stop: bool,
+    pub color: ColorChoice,
+    pub timestamps: bool,
+    pub stdin_process: Option<String>,
     pub group_signal: bool,
-    pub grace: Duration,
-    pub stop_signal: i32,
     pub subreaper: bool,
     pub verbose: bool,
-    /// The program and its arguments, exactly as given.
-    pub command: Vec<OsString>,
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failure> {
@@ -109,26 +239,103 @@ fn parse_run(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
     use lexopt::prelude::*;
     let bad = |e: lexopt::Error| usage_failure("run ", e);
     let mut run = RunArgs {
+        defaults: Defaults::default(),
+        command: Vec::new(),
+        sources: Vec::new(),
+        named: Vec::new(),
+        env_files: Vec::new(),
+        port_base: None,
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(30),
+        start_limit: 5,
+        start_window: Duration::from_secs(60),
+        parallel_stop: false,
+        color: ColorChoice::Auto,
+        timestamps: false,
+        stdin_process: None,
         group_signal: false,
-        grace: Duration::from_secs(10),
-        stop_signal: libc::SIGTERM,
         subreaper: true,
         verbose: false,
-        command: Vec::new(),
     };
     while let Some(arg) = parser.next().map_err(bad)? {
+        let flag = match &arg {
+            Long(long) => long.to_string(),
+            Short(short) => short.to_string(),
+            Value(_) => String::new(),
+        };
         match arg {
+            Short('c') | Long("command") => {
+                let given = text_value(parser, &flag)?;
+                let (name, command) = split_named(&given).ok_or_else(|| {
+                    value_failure("command", format!("'{given}' is not NAME=SHELLCMD"))
+                })?;
+                if !spec::valid_name(name) {
+                    return Err(value_failure(
+                        "command",
+                        format!(
+                            "'{name}' is not a valid process name (letters, digits, '_', '.', '-')"
+                        ),
+                    ));
+                }
+                run.sources.push(Source::Command {
+                    name: name.to_string(),
+                    command: command.to_string(),
+                });
+            }
+            Short('f') | Long("procfile") => run
+                .sources
+                .push(Source::Procfile(text_value(parser, &flag)?.into())),
+            Long("env-file") => run.env_files.push(text_value(parser, &flag)?.into()),
+            Long("port-base") => {
+                let given = text_value(parser, &flag)?;
+                run.port_base = Some(given.parse().map_err(|_| {
+                    value_failure("port-base", format!("'{given}' is not a port number"))
+                })?);
+            }
+            Long("restart" | "stop-signal" | "grace" | "ready-timeout") => {
+                let key = setting_key(&flag);
+                let given = text_value(parser, &flag)?;
+                match split_named(&given) {
+                    Some((name, value)) => run.named.push(named(key, name, Some(value))),
+                    None => apply_default(&mut run.defaults, key, &given)?,
+                }
+            }
+            Long("ready") => {
+                let given = text_value(parser, &flag)?;
+                let (name, value) = split_named(&given).ok_or_else(|| {
+                    value_failure("ready", format!("'{given}' is not NAME=CHECK"))
+                })?;
+                run.named.push(named("ready", name, Some(value)));
+            }
+            Long("oneshot") => {
+                let name = text_value(parser, &flag)?;
+                run.named.push(named("oneshot", &name, None));
+            }
+            Long("backoff-min") => {
+                run.backoff_min = seconds("backoff-min", &text_value(parser, &flag)?)?
+            }
+            Long("backoff-max") => {
+                run.backoff_max = seconds("backoff-max", &text_value(parser, &flag)?)?
+            }
+            Long("start-limit") => {
+                let given = text_value(parser, &flag)?;
+                run.start_limit = given.parse().map_err(|_| {
+                    value_failure("start-limit", format!("'{given}' is not a whole number"))
+                })?;
+            }
+            Long("start-window") => {
+                run.start_window = seconds("start-window", &text_value(parser, &flag)?)?
+            }
+            Long("parallel-stop") => run.parallel_stop = true,
+            Long("color") => {
+                let given = text_value(parser, &flag)?;
+                run.color = given.parse().map_err(|_| {
+                    value_failure("color", format!("'{given}' is not auto, always or never"))
+                })?;
+            }
+            Long("timestamps") => run.timestamps = true,
+            Long("stdin") => run.stdin_process = Some(text_value(parser, &flag)?),
             Short('g') | Long("group-signal") => run.group_signal = true,
-            Long("grace") => {
-                let text = parser.value().map_err(bad)?;
-                run.grace = parse_seconds(&text.to_string_lossy())
-                    .map_err(|why| value_failure("grace", why))?;
-            }
-            Long("stop-signal") => {
-                let text = parser.value().map_err(bad)?;
-                run.stop_signal = signals::parse(&text.to_string_lossy())
-                    .map_err(|why| value_failure("stop-signal", why))?;
-            }
             Long("no-subreaper") => run.subreaper = false,
             Short('v') | Long("verbose") => run.verbose = true,
             Short('h') | Long("help") => return Ok(Request::Help(run_help())),
@@ -140,13 +347,72 @@ fn parse_run(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
             other => return Err(bad(other.unexpected())),
         }
     }
-    if run.command.is_empty() {
-        return Err(Failure::new(
-            "reading arguments",
-            "run needs a command; see 'herd run --help'",
-        ));
+    check_mode(&run)?;
+    Ok(Request::Run(Box::new(run)))
+}
+
+fn text_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Failure> {
+    let value = parser.value().map_err(|e| usage_failure("run ", e))?;
+    value
+        .into_string()
+        .map_err(|v| value_failure(flag, format!("{v:?} is not UTF-8")))
+}
+
+/// One command or a group, never both, never neither.
+fn check_mode(run: &RunArgs) -> Result<(), Failure> {
+    let problem = match (run.command.is_empty(), run.sources.is_empty()) {
+        (true, true) => "run needs a command, or processes with -c or -f",
+        (false, false) => "give either a command or processes with -c/-f, not both",
+        (false, true) if !run.named.is_empty() => {
+            "per-process settings (NAME=...) need a group (-c or -f)"
+        }
+        _ => return Ok(()),
+    };
+    Err(Failure::new(
+        "reading arguments",
+        format!("{problem}; see 'herd run --help'"),
+    ))
+}
+
+/// `web=./serve --port 80` -> (`web`, `./serve --port 80`), when the part
+/// before `=` is a process name.
+fn split_named(text: &str) -> Option<(&str, &str)> {
+    text.split_once('=')
+        .filter(|(name, _)| spec::valid_name(name))
+}
+
+fn setting_key(flag: &str) -> &'static str {
+    match flag {
+        "restart" => "restart",
+        "stop-signal" => "stop-signal",
+        "grace" => "grace",
+        _ => "ready-timeout",
     }
-    Ok(Request::Run(run))
+}
+
+fn named(key: &'static str, name: &str, value: Option<&str>) -> NamedSetting {
+    NamedSetting {
+        name: name.to_string(),
+        key,
+        value: value.map(str::to_string),
+    }
+}
+
+/// A setting given without NAME changes what every process starts from.
+fn apply_default(defaults: &mut Defaults, key: &str, value: &str) -> Result<(), Failure> {
+    let mut probe = ProcessSpec::new(String::new(), String::new(), defaults);
+    probe
+        .apply(key, Some(value))
+        .map_err(|why| value_failure(key, why))?;
+    defaults.restart = probe.restart;
+    defaults.stop_signal = probe.stop_signal;
+    defaults.grace = probe.grace;
+    defaults.ready_timeout = probe.ready_timeout;
+    Ok(())
+}
+
+fn seconds(flag: &str, text: &str) -> Result<Duration, Failure> {
+    spec::parse_seconds(text).map_err(|why| value_failure(flag, why))
 }
 
 fn usage_failure(command: &str, error: lexopt::Error) -> Failure {
@@ -160,23 +426,15 @@ fn value_failure(flag: &str, why: String) -> Failure {
     Failure::new("reading arguments", format!("--{flag}: {why}"))
 }
 
-/// Seconds as a decimal number: `10`, `0.5`.
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|secs| secs.is_finite())
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
-}
-
 fn main_help() -> String {
     format!(
         "herd {} - start, watch and stop processes\n\n\
          Usage: herd run [OPTIONS] [--] CMD [ARG...]\n\
+         \x20      herd run [OPTIONS] -c NAME=SHELLCMD... | -f PROCFILE\n\
          \x20      herd --help | --version\n\n\
          Commands:\n\
-         \x20 run    run CMD with herd as its init: forward signals, reap zombies,\n\
-         \x20        pass its exit status through\n\n\
+         \x20 run    run CMD with herd as its init, or a group of processes\n\
+         \x20        with prefixed output, restarts and an ordered stop\n\n\
          Options:\n{}\n\
          'herd COMMAND --help' describes a command; 'man herd' describes everything.\n",
         env!("CARGO_PKG_VERSION"),
@@ -186,13 +444,16 @@ fn main_help() -> String {
 
 fn run_help() -> String {
     format!(
-        "Usage: herd run [OPTIONS] [--] CMD [ARG...]\n\n\
-         Runs CMD (no shell) as herd's child: forwards every signal herd gets,\n\
-         reaps orphaned descendants, stops the child's process group with a grace\n\
-         period, and exits with CMD's status (128+N if it died of signal N).\n\
-         Everything from CMD on is CMD's own arguments.\n\n\
+        "Usage: herd run [OPTIONS] [--] CMD [ARG...]\n\
+         \x20      herd run [OPTIONS] -c NAME=SHELLCMD... | -f PROCFILE\n\n\
+         One command: runs CMD (no shell) as herd's child, forwards every signal,\n\
+         reaps orphans, and exits with CMD's status (128+N if it died of signal N).\n\
+         A group: starts the processes in order, prefixes their output with their\n\
+         names, restarts them by policy, and stops them in reverse order.\n\n\
          Options:\n{}\n\
-         Exit status: CMD's; 125 herd failed; 126 CMD not executable; 127 CMD not found.\n",
+         Exit status: CMD's, or the status of the process that stopped the group;\n\
+         124 a ready check timed out; 125 herd failed; 126 CMD not executable;\n\
+         127 CMD not found.\n",
         options_text(RUN_FLAGS)
     )
 }
@@ -213,6 +474,7 @@ fn options_text(flags: &[Flag]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Restart;
 
     fn parse_words(words: &[&str]) -> Result<Request, Failure> {
         parse(words.iter().map(OsString::from))
@@ -220,7 +482,7 @@ mod tests {
 
     fn run_args(words: &[&str]) -> RunArgs {
         match parse_words(words) {
-            Ok(Request::Run(run)) => run,
+            Ok(Request::Run(run)) => *run,
             other => panic!("{words:?} gave {other:?}"),
         }
     }
@@ -236,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_every_run_setting() {
+    fn reads_every_single_command_setting() {
         let run = run_args(&[
             "run",
             "-g",
@@ -248,8 +510,43 @@ mod tests {
             "true",
         ]);
         assert!(run.group_signal && !run.subreaper);
-        assert_eq!(run.grace, Duration::from_millis(250));
-        assert_eq!(run.stop_signal, libc::SIGUSR1);
+        assert_eq!(run.defaults.grace, Duration::from_millis(250));
+        assert_eq!(run.defaults.stop_signal, libc::SIGUSR1);
+    }
+
+    #[test]
+    fn reads_a_group_with_defaults_and_named_settings() {
+        let run = run_args(&[
+            "run",
+            "--restart",
+            "always",
+            "-c",
+            "web=serve --port=80",
+            "-f",
+            "Procfile",
+            "--restart",
+            "web=never",
+            "--ready",
+            "web=tcp:80",
+            "--oneshot",
+            "migrate",
+            "--port-base",
+            "5000",
+            "--color",
+            "never",
+        ]);
+        let web = Source::Command {
+            name: "web".into(),
+            command: "serve --port=80".into(),
+        };
+        assert_eq!(run.sources[0], web);
+        assert_eq!(run.defaults.restart, Restart::Always);
+        assert_eq!(run.sources[1], Source::Procfile("Procfile".into()));
+        assert_eq!(run.named[0], named("restart", "web", Some("never")));
+        assert_eq!(run.named[1], named("ready", "web", Some("tcp:80")));
+        assert_eq!(run.named[2], named("oneshot", "migrate", None));
+        assert_eq!(run.port_base, Some(5000));
+        assert_eq!(run.color, ColorChoice::Never);
     }
 
     #[test]
@@ -259,7 +556,14 @@ mod tests {
         assert!(message(&["run", "--grace", "soon", "true"]).contains("--grace"));
         assert!(message(&["run", "--grace", "-1", "true"]).contains("--grace"));
         assert!(message(&["run", "--stop-signal", "NOPE", "true"]).contains("--stop-signal"));
+        assert!(message(&["run", "--restart", "sometimes", "true"]).contains("--restart"));
+        assert!(message(&["run", "-c", "no equals"]).contains("--command"));
+        assert!(message(&["run", "-c", "bad name=x"]).contains("--command"));
+        assert!(message(&["run", "--ready", "tcp:80", "-c", "a=b"]).contains("--ready"));
+        assert!(message(&["run", "--color", "pink", "-c", "a=b"]).contains("--color"));
         assert!(message(&["run"]).contains("needs a command"));
+        assert!(message(&["run", "-c", "a=b", "true"]).contains("not both"));
+        assert!(message(&["run", "--restart", "a=always", "true"]).contains("need a group"));
         assert!(message(&["frobnicate"]).contains("unknown command 'frobnicate'"));
         assert_eq!(parse_words(&["run", "--grace"]).unwrap_err().exit_code, 125);
     }
@@ -272,7 +576,9 @@ mod tests {
             for spelling in spellings {
                 let mut words = vec!["run".to_string(), spelling.clone()];
                 words.extend(flag.value.map(|value| sample_value(value).to_string()));
-                words.push("true".to_string());
+                if flag.long != "command" {
+                    words.extend(["-c".to_string(), "p=true".to_string()]);
+                }
                 let result = parse(words.iter().map(OsString::from));
                 assert!(result.is_ok(), "{spelling}: {:?}", result.unwrap_err());
             }
@@ -281,8 +587,15 @@ mod tests {
 
     fn sample_value(value_name: &str) -> &'static str {
         match value_name {
-            "SECS" => "1.5",
-            "SIG" => "TERM",
+            "SECS" | "[NAME=]SECS" => "1.5",
+            "[NAME=]SIG" => "TERM",
+            "[NAME=]POLICY" => "always",
+            "NAME=SHELLCMD" => "p=true",
+            "NAME=CHECK" => "p=tcp:80",
+            "NAME" => "p",
+            "N" => "5",
+            "FILE" => "Procfile",
+            "WHEN" => "never",
             other => panic!("no sample value for {other}: add one"),
         }
     }

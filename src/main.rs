@@ -1,10 +1,15 @@
 //! herd's entry point: read the command line, carry out the request, and turn
 //! the outcome into an exit code and at most one line on stderr.
 
+mod child;
 mod cli;
 mod error;
+mod group;
 mod log;
+mod output;
+mod procfile;
 mod signals;
+mod spec;
 mod supervisor;
 mod sys;
 
@@ -26,7 +31,8 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
     match request {
         cli::Request::Help(text) => Ok(print(&text)),
         cli::Request::Version => Ok(print(&format!("herd {}\n", env!("CARGO_PKG_VERSION")))),
-        cli::Request::Run(args) => supervisor::run(args),
+        cli::Request::Run(args) if args.sources.is_empty() => supervisor::run(*args),
+        cli::Request::Run(args) => group::run(*args),
     }
 }
 

@@ -1,6 +1,6 @@
-//! The supervisor loop of `herd run`: signals come in as events, the loop owns
-//! the child's state and decides forwarding, reaping, stopping, escalation to
-//! SIGKILL and the exit code.
+//! The supervisor loop of `herd run -- CMD` (signals in as events; the loop
+//! owns the child's state and decides forwarding, reaping, stopping, SIGKILL
+//! and the exit code), and the signal thread every supervisor loop uses.
 
 use crate::cli::RunArgs;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 /// Something the loop must react to. Other threads only send these; only the
 /// loop changes state.
-enum Event {
+pub enum Event {
     Signal(i32),
 }
 
 /// How often the loop looks whether a process group has emptied when no
 /// SIGCHLD may tell it (members that are not herd's children).
-const GROUP_POLL: Duration = Duration::from_millis(50);
+pub const GROUP_POLL: Duration = Duration::from_millis(50);
 
 /// Runs `args.command` until it and its process group are gone; returns the
 /// exit code herd must exit with.
@@ -40,9 +40,11 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let take_terminal = process::owns_terminal();
     let pid = spawn(
         &args.command,
-        ChildSetup {
+        &ChildSetup {
             mask: caller_mask,
             take_terminal,
+            stdio: [None; 3],
+            env: &[],
         },
     )
     .inspect_err(|_| {
@@ -89,7 +91,7 @@ pub fn exit_code(status: WaitStatus) -> u8 {
 /// loop is stuck, and the signal thread may as well wait.
 const SIGNAL_QUEUE: usize = 64;
 
-fn start_signal_thread() -> Result<Receiver<Event>, Failure> {
+pub fn start_signal_thread() -> Result<Receiver<Event>, Failure> {
     // A bounded channel allocates its buffer here, so the signal thread never
     // allocates: glibc would give it a malloc arena of its own on first use,
     // which costs more than the whole of a short `herd run`.
@@ -109,11 +111,11 @@ fn start_signal_thread() -> Result<Receiver<Event>, Failure> {
     Ok(receiver)
 }
 
-fn spawn(command: &[OsString], setup: ChildSetup) -> Result<Pid, Failure> {
+fn spawn(command: &[OsString], setup: &ChildSetup) -> Result<Pid, Failure> {
     process::spawn(command, setup).map_err(|e| spawn_failure(&command[0].to_string_lossy(), &e))
 }
 
-fn spawn_failure(program: &str, error: &io::Error) -> Failure {
+pub fn spawn_failure(program: &str, error: &io::Error) -> Failure {
     let doing = format!("executing {program}");
     match error.kind() {
         io::ErrorKind::NotFound if !program.contains('/') => {
@@ -207,7 +209,7 @@ impl Watch<'_> {
             describe(status)
         ));
         if !self.killed && process::group_exists(self.pid) {
-            let signal = self.args.stop_signal;
+            let signal = self.args.defaults.stop_signal;
             self.verbose.note(format_args!(
                 "sending {} to what is left of process group {}",
                 signals::name(signal),
@@ -259,10 +261,10 @@ impl Watch<'_> {
 
     fn start_grace(&mut self) {
         if self.kill_at.is_none() && !self.killed {
-            self.kill_at = Some(Instant::now() + self.args.grace);
+            self.kill_at = Some(Instant::now() + self.args.defaults.grace);
             self.verbose.note(format_args!(
                 "process group {} gets SIGKILL in {:?} if still alive",
-                self.pid, self.args.grace
+                self.pid, self.args.defaults.grace
             ));
         }
     }
@@ -270,7 +272,7 @@ impl Watch<'_> {
     fn kill_group(&mut self) {
         self.verbose.note(format_args!(
             "grace of {:?} ran out: sending SIGKILL to process group {}",
-            self.args.grace, self.pid
+            self.args.defaults.grace, self.pid
         ));
         let _ = process::send_group_signal(self.pid, libc::SIGKILL);
         self.kill_at = None;
@@ -280,7 +282,7 @@ impl Watch<'_> {
     /// As PID 1, herd's exit kills every process left in the namespace with
     /// SIGKILL; give them the stop signal and the grace period first.
     fn sweep_namespace(&mut self, events: &Receiver<Event>) -> Result<(), Failure> {
-        let signal = self.args.stop_signal;
+        let signal = self.args.defaults.stop_signal;
         if process::send_signal_to_all(signal).is_err() {
             return Ok(());
         }
@@ -288,7 +290,7 @@ impl Watch<'_> {
             "sent {} to every process left in the namespace",
             signals::name(signal)
         ));
-        let mut kill_at = Some(Instant::now() + self.args.grace);
+        let mut kill_at = Some(Instant::now() + self.args.defaults.grace);
         while self.reap_all()? != Reap::NoChildren {
             let now = Instant::now();
             if kill_at.is_some_and(|at| at <= now) {
@@ -308,7 +310,10 @@ impl Watch<'_> {
 }
 
 /// The next event, or `None` when `wait` passes first (`None` waits forever).
-fn next_event(events: &Receiver<Event>, wait: Option<Duration>) -> Result<Option<Event>, Failure> {
+pub fn next_event(
+    events: &Receiver<Event>,
+    wait: Option<Duration>,
+) -> Result<Option<Event>, Failure> {
     let lost = || Failure::new("waiting for signals", "the signal thread stopped");
     match wait {
         None => events.recv().map(Some).map_err(|_| lost()),
@@ -320,7 +325,7 @@ fn next_event(events: &Receiver<Event>, wait: Option<Duration>) -> Result<Option
     }
 }
 
-fn describe(status: WaitStatus) -> String {
+pub fn describe(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(code) => format!("exit {code}"),
         WaitStatus::Signaled(signal) => format!("killed by {}", signals::name(signal)),

@@ -4,16 +4,20 @@
 use super::signal::SignalSet;
 use super::{check, retry_eintr, Pid};
 use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::{io, mem::MaybeUninit, ptr};
 
 /// What a child must look like when it execs.
-#[derive(Clone, Copy)]
-pub struct ChildSetup {
+pub struct ChildSetup<'a> {
     /// The signal mask the program gets (herd's caller's, not herd's).
     pub mask: SignalSet,
     /// Make the child's new process group the terminal's foreground group.
     pub take_terminal: bool,
+    /// What the child gets as fds 0, 1 and 2; `None` passes herd's own on.
+    pub stdio: [Option<BorrowedFd<'a>>; 3],
+    /// Variables set on top of (or instead of) herd's environment.
+    pub env: &'a [(String, String)],
 }
 
 /// Starts `argv[0]` (searched in PATH) with `argv` and herd's environment, in
@@ -24,18 +28,29 @@ pub struct ChildSetup {
 /// not copied, nothing of ours runs in the child, and the child's exec errno
 /// comes back as this call's error, so an exec failure is never guessed from
 /// an exit code.
-pub fn spawn(argv: &[OsString], setup: ChildSetup) -> io::Result<Pid> {
+pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<Pid> {
     let argv = c_strings(argv.iter().map(|arg| arg.as_bytes().to_vec()))?;
-    let envp = c_strings(std::env::vars_os().map(|(key, value)| {
-        let mut pair = key.as_bytes().to_vec();
+    let inherited = std::env::vars_os()
+        .filter(|(key, _)| {
+            !setup
+                .env
+                .iter()
+                .any(|(set, _)| key.as_bytes() == set.as_bytes())
+        })
+        .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()));
+    let set = setup
+        .env
+        .iter()
+        .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()));
+    let envp = c_strings(inherited.chain(set).map(|(mut pair, value)| {
         pair.push(b'=');
-        pair.extend_from_slice(value.as_bytes());
+        pair.extend_from_slice(&value);
         pair
     }))?;
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
     let attributes = SpawnAttributes::new(setup.mask)?;
-    let actions = SpawnFileActions::new(setup.take_terminal)?;
+    let actions = SpawnFileActions::new(setup)?;
     let mut pid: Pid = 0;
     // SAFETY: every pointer is valid for the call: `argv_ptrs`/`envp_ptrs`
     // are null-terminated arrays of pointers into the CStrings alive above;
@@ -118,17 +133,27 @@ impl Drop for SpawnAttributes {
     }
 }
 
-/// `posix_spawn_file_actions_t`: at most the terminal hand-over.
+/// `posix_spawn_file_actions_t`: the child's stdio and the terminal hand-over.
 struct SpawnFileActions(libc::posix_spawn_file_actions_t);
 
 impl SpawnFileActions {
-    fn new(take_terminal: bool) -> io::Result<SpawnFileActions> {
+    fn new(setup: &ChildSetup) -> io::Result<SpawnFileActions> {
         let mut raw = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
         // SAFETY: init writes the whole object.
         spawn_check(unsafe { libc::posix_spawn_file_actions_init(raw.as_mut_ptr()) })?;
         // SAFETY: initialised just above; from here on Drop destroys it.
         let mut actions = SpawnFileActions(unsafe { raw.assume_init() });
-        if take_terminal {
+        for (target, fd) in (0..).zip(setup.stdio) {
+            if let Some(fd) = fd {
+                // SAFETY: `actions` is initialised; `fd` is open for as long
+                // as `setup` borrows it, which outlives the spawn. dup2 onto
+                // 0..2 clears close-on-exec for the copy only.
+                spawn_check(unsafe {
+                    libc::posix_spawn_file_actions_adddup2(&mut actions.0, fd.as_raw_fd(), target)
+                })?;
+            }
+        }
+        if setup.take_terminal {
             // SAFETY: `actions` is initialised. glibc (2.35+) makes the
             // child's new group the foreground of the terminal on fd 0 while
             // the child still has every signal blocked, so SIGTTOU cannot

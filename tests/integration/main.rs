@@ -1,5 +1,6 @@
 //! Integration tests: every behaviour that forks, signals or reaps is checked
 //! through the real herd binary.
 
+mod group;
 mod run;
 mod util;

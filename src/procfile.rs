@@ -1,0 +1,462 @@
+//! Procfile and env-file parsing (pure, with line numbers in errors).
+
+use crate::error::Failure;
+use crate::spec::{valid_name, Defaults, ProcessSpec};
+
+/// Marks herd's settings at the end of a Procfile line; to `sh -c` it is a
+/// comment, so foreman and honcho still run the line as written.
+const ANNOTATION: &str = "# herd:";
+
+/// Reads a foreman/honcho Procfile: `name: command` per line, blank lines and
+/// `#` lines ignored, and herd's settings in a trailing
+/// `# herd: key=value oneshot ...` note.
+pub fn parse_procfile(
+    text: &str,
+    path: &str,
+    defaults: &Defaults,
+) -> Result<Vec<ProcessSpec>, Failure> {
+    let mut found: Vec<(usize, ProcessSpec)> = Vec::new();
+    for (line, number) in text.lines().zip(1..) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |why| Failure::new(format!("{path}:{number}"), why);
+        let spec = parse_process(line, defaults).map_err(at)?;
+        if let Some((first, _)) = found.iter().find(|(_, other)| other.name == spec.name) {
+            return Err(at(format!(
+                "duplicate process name '{}' (first on line {first})",
+                spec.name
+            )));
+        }
+        found.push((number, spec));
+    }
+    if found.is_empty() {
+        return Err(Failure::new(path, "no processes defined"));
+    }
+    Ok(found.into_iter().map(|(_, spec)| spec).collect())
+}
+
+fn parse_process(line: &str, defaults: &Defaults) -> Result<ProcessSpec, String> {
+    let (name, command) = line.split_once(':').ok_or("expected 'name: command'")?;
+    let name = name.trim();
+    if !valid_name(name) {
+        return Err(format!(
+            "'{name}' is not a valid process name (letters, digits, '_', '.', '-')"
+        ));
+    }
+    let (command, settings) = split_annotation(command.trim());
+    if command.is_empty() {
+        return Err(format!("empty command for '{name}'"));
+    }
+    let mut spec = ProcessSpec::new(name.to_string(), command.to_string(), defaults);
+    for setting in settings.split_whitespace() {
+        match setting.split_once('=') {
+            Some((key, value)) => spec.apply(key, Some(value))?,
+            None => spec.apply(setting, None)?,
+        }
+    }
+    Ok(spec)
+}
+
+/// Splits `command # herd: settings` into the command and the settings. The
+/// note must end the line, so only the last marker can be it; an earlier one
+/// belongs to the command (and sh ignores it as a comment). Requiring
+/// whitespace before it leaves `#` inside a word, like `a#b`, alone.
+fn split_annotation(command: &str) -> (&str, &str) {
+    command
+        .rmatch_indices(ANNOTATION)
+        .map(|(at, _)| at)
+        .find(|&at| {
+            let before = &command[..at];
+            before.is_empty() || before.ends_with(char::is_whitespace)
+        })
+        .map_or((command, ""), |at| {
+            (command[..at].trim_end(), &command[at + ANNOTATION.len()..])
+        })
+}
+
+/// Which line is wrong, and why.
+type LineError = (usize, String);
+
+/// Reads a dotenv file: `KEY=VALUE` per line, optionally after `export `,
+/// blank lines and `#` lines ignored. A value is unquoted (trimmed, a
+/// ` #...` comment removed), single-quoted (literal) or double-quoted (with
+/// `\n`, `\t`, `\\`, `\"`, `\$` escapes, across lines until the closing
+/// quote). `$NAME` is never expanded: the file is data, not a script, and
+/// `\$` exists only so that files written for tools that do expand still
+/// mean the same here.
+pub fn parse_env_file(text: &str, path: &str) -> Result<Vec<(String, String)>, Failure> {
+    let mut vars = Vec::new();
+    let mut lines = text.lines().zip(1..);
+    while let Some((line, number)) = lines.next() {
+        // Only the start: the end may be inside a multi-line quoted value.
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let var = parse_var(line, number, &mut lines)
+            .map_err(|(number, why)| Failure::new(format!("{path}:{number}"), why))?;
+        vars.push(var);
+    }
+    Ok(vars)
+}
+
+/// Parses the assignment on `line`, taking further lines from `more` while
+/// a double-quoted value is open.
+fn parse_var<'a>(
+    line: &'a str,
+    number: usize,
+    more: &mut impl Iterator<Item = (&'a str, usize)>,
+) -> Result<(String, String), LineError> {
+    let line = match line.strip_prefix("export") {
+        Some(rest) if rest.starts_with(char::is_whitespace) => rest.trim_start(),
+        _ => line,
+    };
+    let (key, raw) = line
+        .split_once('=')
+        .ok_or_else(|| (number, "expected 'KEY=VALUE'".to_string()))?;
+    let key = key.trim_end();
+    if !valid_key(key) {
+        let why =
+            format!("'{key}' is not a valid variable name (letters, digits, '_'; no digit first)");
+        return Err((number, why));
+    }
+    let quoted = raw.trim_start();
+    let (value, after, end) = if let Some(rest) = quoted.strip_prefix('\'') {
+        let (value, after) = rest
+            .split_once('\'')
+            .ok_or_else(|| (number, "unterminated single quote".to_string()))?;
+        (value.to_string(), after, number)
+    } else if let Some(rest) = quoted.strip_prefix('"') {
+        double_quoted(rest, number, more)
+            .ok_or_else(|| (number, "unterminated double quote".to_string()))?
+    } else {
+        return Ok((key.to_string(), unquoted(raw).to_string()));
+    };
+    let after = after.trim();
+    if !after.is_empty() && !after.starts_with('#') {
+        return Err((end, format!("unexpected '{after}' after the closing quote")));
+    }
+    Ok((key.to_string(), value))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, what a shell accepts as a variable name.
+fn valid_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// As in sh, `#` starts a comment only at the start of a word, so `a#b`
+/// and `KEY=#b` keep theirs.
+fn unquoted(raw: &str) -> &str {
+    let comment = raw
+        .char_indices()
+        .find(|&(at, c)| c == '#' && raw[..at].ends_with(char::is_whitespace))
+        .map_or(raw.len(), |(at, _)| at);
+    raw[..comment].trim()
+}
+
+/// Reads a double-quoted value from `first`, just past the opening quote on
+/// line `number`, pulling lines from `more` until the closing quote. Returns
+/// the value, the text after the closing quote and the line it is on, or
+/// `None` if the quote is never closed.
+fn double_quoted<'a>(
+    first: &'a str,
+    mut number: usize,
+    more: &mut impl Iterator<Item = (&'a str, usize)>,
+) -> Option<(String, &'a str, usize)> {
+    let mut value = String::new();
+    let mut line = first;
+    loop {
+        let mut chars = line.char_indices();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '"' => return Some((value, &line[at + 1..], number)),
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, 't')) => value.push('\t'),
+                    Some((_, escaped @ ('\\' | '"' | '$'))) => value.push(escaped),
+                    // Any other backslash is kept, as sh keeps it in "...".
+                    Some((_, other)) => value.extend(['\\', other]),
+                    None => value.push('\\'),
+                },
+                c => value.push(c),
+            }
+        }
+        (line, number) = more.next()?;
+        value.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Ready, Restart};
+    use std::time::Duration;
+
+    fn procfile(text: &str) -> Result<Vec<ProcessSpec>, Failure> {
+        parse_procfile(text, "Procfile", &Defaults::default())
+    }
+
+    fn procfile_error(text: &str, line: usize, why: &str) {
+        let failure = procfile(text).unwrap_err();
+        assert_eq!(
+            failure.doing,
+            format!("Procfile:{line}"),
+            "{text:?}: {failure}"
+        );
+        assert!(failure.cause.contains(why), "{text:?}: {failure}");
+    }
+
+    fn commands(specs: &[ProcessSpec]) -> Vec<(&str, &str)> {
+        specs
+            .iter()
+            .map(|spec| (spec.name.as_str(), spec.command.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_a_plain_procfile_with_comments_blank_lines_and_crlf() {
+        let text = "# services\r\n\r\nweb: ./server --port 8080\r\n   \r\n  # indented comment\r\n\
+                    worker.1 :  bundle exec sidekiq  \r\nclock_2: echo tick\n";
+        let specs = procfile(text).unwrap();
+        assert_eq!(
+            commands(&specs),
+            [
+                ("web", "./server --port 8080"),
+                ("worker.1", "bundle exec sidekiq"),
+                ("clock_2", "echo tick"),
+            ]
+        );
+        assert_eq!(
+            specs[0],
+            ProcessSpec::new(
+                "web".into(),
+                "./server --port 8080".into(),
+                &Defaults::default()
+            )
+        );
+    }
+
+    #[test]
+    fn starts_every_process_from_the_defaults() {
+        let defaults = Defaults {
+            restart: Restart::Always,
+            grace: Duration::from_secs(3),
+            ..Defaults::default()
+        };
+        let specs = parse_procfile("a: x\nb: y # herd: grace=1\n", "Procfile", &defaults).unwrap();
+        assert_eq!(specs[0].restart, Restart::Always);
+        assert_eq!(specs[0].grace, Duration::from_secs(3));
+        assert_eq!(specs[1].restart, Restart::Always);
+        assert_eq!(specs[1].grace, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn keeps_colons_after_the_first_in_the_command() {
+        let specs = procfile("web: curl http://localhost:80/\n").unwrap();
+        assert_eq!(specs[0].command, "curl http://localhost:80/");
+    }
+
+    #[test]
+    fn refuses_bad_procfile_lines_naming_the_line() {
+        procfile_error("web: x\n\nno colon here\n", 3, "expected 'name: command'");
+        procfile_error(
+            "# c\nweb server: x\n",
+            2,
+            "'web server' is not a valid process name (letters, digits, '_', '.', '-')",
+        );
+        procfile_error(": x\n", 1, "'' is not a valid process name");
+        procfile_error("a: x\r\nweb:   \r\n", 2, "empty command for 'web'");
+        procfile_error("web: # herd: oneshot\n", 1, "empty command for 'web'");
+    }
+
+    #[test]
+    fn refuses_a_duplicate_naming_both_lines() {
+        procfile_error(
+            "# c\nweb: a\nworker: b\n\nweb: c\n",
+            5,
+            "duplicate process name 'web' (first on line 2)",
+        );
+    }
+
+    #[test]
+    fn refuses_a_procfile_without_processes() {
+        for text in ["", "\n\n", "# only\n  # comments\r\n"] {
+            let failure = procfile(text).unwrap_err();
+            assert_eq!(failure.to_string(), "Procfile: no processes defined");
+        }
+    }
+
+    #[test]
+    fn applies_every_annotated_setting() {
+        let text = "worker: ./work --fast   # herd: restart=on-failure grace=5 stop-signal=INT \
+                    ready=tcp:8080 ready-timeout=60 oneshot\n";
+        let worker = &procfile(text).unwrap()[0];
+        assert_eq!(worker.command, "./work --fast");
+        assert_eq!(worker.restart, Restart::OnFailure);
+        assert_eq!(worker.grace, Duration::from_secs(5));
+        assert_eq!(worker.stop_signal, libc::SIGINT);
+        assert_eq!(worker.ready, Ready::Tcp(8080));
+        assert_eq!(worker.ready_timeout, Duration::from_secs(60));
+        assert!(worker.oneshot);
+    }
+
+    #[test]
+    fn reads_annotations_only_at_the_end_after_whitespace() {
+        let specs = procfile(
+            "a: echo \"a#b\" # plain comment\n\
+             b: ./x # herd: oneshot=no # herd: restart=always\n\
+             c: echo x# herd: oneshot\n\
+             d: ./y #herd: oneshot\n\
+             e: ./z\t# herd:\n\
+             f: ./w # herd:   \n",
+        )
+        .unwrap();
+        assert_eq!(
+            commands(&specs),
+            [
+                ("a", "echo \"a#b\" # plain comment"),
+                ("b", "./x # herd: oneshot=no"),
+                ("c", "echo x# herd: oneshot"),
+                ("d", "./y #herd: oneshot"),
+                ("e", "./z"),
+                ("f", "./w"),
+            ]
+        );
+        assert_eq!(specs[1].restart, Restart::Always);
+        assert!(specs.iter().all(|spec| !spec.oneshot));
+    }
+
+    #[test]
+    fn refuses_a_bad_annotation_on_its_line() {
+        procfile_error(
+            "a: x\nb: y # herd: colour=red\n",
+            2,
+            "unknown setting 'colour'",
+        );
+        procfile_error(
+            "a: x\n\nb: y # herd: restart\n",
+            3,
+            "'restart' needs a value",
+        );
+        procfile_error(
+            "a: x # herd: grace=soon\n",
+            1,
+            "'soon' is not a number of seconds",
+        );
+    }
+
+    fn env(text: &str) -> Vec<(String, String)> {
+        parse_env_file(text, ".env").unwrap()
+    }
+
+    fn env_error(text: &str, line: usize, why: &str) {
+        let failure = parse_env_file(text, ".env").unwrap_err();
+        assert_eq!(failure.doing, format!(".env:{line}"), "{text:?}: {failure}");
+        assert!(failure.cause.contains(why), "{text:?}: {failure}");
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|&(key, value)| (key.into(), value.into()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_unquoted_values() {
+        let text =
+            "# settings\r\n\r\nA=1\r\n  B = two words  \nC=\nD=a#b\nE=x # comment\nF=  # only\n\
+                    G=x=y\n_h9=it's\nH=#x\n";
+        assert_eq!(
+            env(text),
+            vars(&[
+                ("A", "1"),
+                ("B", "two words"),
+                ("C", ""),
+                ("D", "a#b"),
+                ("E", "x"),
+                ("F", ""),
+                ("G", "x=y"),
+                ("_h9", "it's"),
+                ("H", "#x"),
+            ])
+        );
+    }
+
+    #[test]
+    fn reads_quoted_values() {
+        let text =
+            "A='single $HOME \\n \"x\"'\nB=\"double\"\nC=\"\" # empty\nD='' \nE=\"a # b\"#c\n";
+        assert_eq!(
+            env(text),
+            vars(&[
+                ("A", "single $HOME \\n \"x\""),
+                ("B", "double"),
+                ("C", ""),
+                ("D", ""),
+                ("E", "a # b")
+            ])
+        );
+    }
+
+    #[test]
+    fn unescapes_double_quoted_values() {
+        let text = r#"A="1\n2\t3 \\ \" \$HOME \a""#;
+        assert_eq!(env(text), vars(&[("A", "1\n2\t3 \\ \" $HOME \\a")]));
+    }
+
+    #[test]
+    fn reads_double_quoted_values_across_lines() {
+        let text = "A=\"first\r\n  second \\\"quoted\\\"\r\n\r\nlast\" # done\r\nB=2\n";
+        assert_eq!(
+            env(text),
+            vars(&[("A", "first\n  second \"quoted\"\n\nlast"), ("B", "2")])
+        );
+    }
+
+    #[test]
+    fn accepts_export() {
+        let text = "export A=1\nexport\tB='2'\n  export   C=\"3\"\nexport=4\nexportD=5\n";
+        assert_eq!(
+            env(text),
+            vars(&[
+                ("A", "1"),
+                ("B", "2"),
+                ("C", "3"),
+                ("export", "4"),
+                ("exportD", "5")
+            ])
+        );
+    }
+
+    #[test]
+    fn reads_an_empty_file() {
+        assert_eq!(env(""), vars(&[]));
+        assert_eq!(env("# nothing\n\n"), vars(&[]));
+    }
+
+    #[test]
+    fn refuses_bad_env_lines_naming_the_line() {
+        env_error("A=1\nJUST_A_WORD\n", 2, "expected 'KEY=VALUE'");
+        env_error("A=1\nexport B\n", 2, "expected 'KEY=VALUE'");
+        env_error("\n\n9LIVES=1\n", 3, "'9LIVES' is not a valid variable name");
+        env_error("A-B=1\n", 1, "'A-B' is not a valid variable name");
+        env_error("=1\n", 1, "'' is not a valid variable name");
+        env_error("A=1\nB='open\nC=2'\n", 2, "unterminated single quote");
+        env_error("A=1\nB=\"open\nC=2\n\n", 2, "unterminated double quote");
+        env_error("A=\"ends\\\"\n", 1, "unterminated double quote");
+        env_error("A='x' y\n", 1, "unexpected 'y' after the closing quote");
+        env_error("A=\"x\"y\n", 1, "unexpected 'y' after the closing quote");
+        env_error(
+            "A=1\nB=\"two\nlines\" tail\n",
+            3,
+            "unexpected 'tail' after the closing quote",
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! What to run and how to treat it: process and group settings as plain
+//! data, and the `key=value` settings shared by flags and Procfile notes.
+
+use crate::signals;
+use std::time::Duration;
+
+/// When a process that exited is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// When a started process counts as ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// As soon as it is started.
+    Started,
+    /// When a TCP connection to 127.0.0.1:PORT succeeds.
+    Tcp(u16),
+    /// When PATH exists.
+    File(String),
+}
+
+/// One process of a group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessSpec {
+    pub name: String,
+    /// Run with `/bin/sh -c`, as a Procfile line is.
+    pub command: String,
+    pub restart: Restart,
+    pub stop_signal: i32,
+    pub grace: Duration,
+    pub ready: Ready,
+    pub ready_timeout: Duration,
+    /// May exit 0 without stopping the group.
+    pub oneshot: bool,
+}
+
+/// The settings every process starts from, before its own are applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub restart: Restart,
+    pub stop_signal: i32,
+    pub grace: Duration,
+    pub ready_timeout: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            restart: Restart::Never,
+            stop_signal: libc::SIGTERM,
+            grace: Duration::from_secs(10),
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ProcessSpec {
+    pub fn new(name: String, command: String, defaults: &Defaults) -> ProcessSpec {
+        ProcessSpec {
+            name,
+            command,
+            restart: defaults.restart,
+            stop_signal: defaults.stop_signal,
+            grace: defaults.grace,
+            ready: Ready::Started,
+            ready_timeout: defaults.ready_timeout,
+            oneshot: false,
+        }
+    }
+
+    /// Applies one setting, as written after `# herd:` in a Procfile or as
+    /// the value of a per-process flag: `restart=always`, `grace=5`,
+    /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`.
+    pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
+        let value_of = |key: &str| value.ok_or_else(|| format!("'{key}' needs a value: {key}=..."));
+        match key {
+            "restart" => self.restart = parse_restart(value_of(key)?)?,
+            "grace" => self.grace = parse_seconds(value_of(key)?)?,
+            "stop-signal" => self.stop_signal = signals::parse(value_of(key)?)?,
+            "ready" => self.ready = parse_ready(value_of(key)?)?,
+            "ready-timeout" => self.ready_timeout = parse_seconds(value_of(key)?)?,
+            "oneshot" => match value {
+                None | Some("true" | "yes") => self.oneshot = true,
+                Some("false" | "no") => self.oneshot = false,
+                Some(other) => {
+                    return Err(format!("oneshot takes no value or yes/no, not '{other}'"))
+                }
+            },
+            other => return Err(format!("unknown setting '{other}'")),
+        }
+        Ok(())
+    }
+}
+
+/// A Procfile or `-c` name: `[A-Za-z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+pub fn parse_restart(text: &str) -> Result<Restart, String> {
+    match text {
+        "never" | "no" => Ok(Restart::Never),
+        "on-failure" => Ok(Restart::OnFailure),
+        "always" => Ok(Restart::Always),
+        other => Err(format!(
+            "'{other}' is not a restart policy (never, on-failure, always)"
+        )),
+    }
+}
+
+pub fn parse_ready(text: &str) -> Result<Ready, String> {
+    if let Some(port) = text.strip_prefix("tcp:") {
+        return match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Ready::Tcp(port)),
+            _ => Err(format!("'{port}' is not a TCP port")),
+        };
+    }
+    match text.strip_prefix("file:") {
+        Some(path) if !path.is_empty() => Ok(Ready::File(path.to_string())),
+        _ => Err(format!(
+            "'{text}' is not a ready check (tcp:PORT, file:PATH)"
+        )),
+    }
+}
+
+/// Seconds as a decimal number: `10`, `0.5`.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ProcessSpec {
+        ProcessSpec::new("web".into(), "serve".into(), &Defaults::default())
+    }
+
+    #[test]
+    fn applies_every_setting() {
+        let mut web = spec();
+        web.apply("restart", Some("on-failure")).unwrap();
+        web.apply("grace", Some("2.5")).unwrap();
+        web.apply("stop-signal", Some("INT")).unwrap();
+        web.apply("ready", Some("tcp:8080")).unwrap();
+        web.apply("ready-timeout", Some("60")).unwrap();
+        web.apply("oneshot", None).unwrap();
+        assert_eq!(web.restart, Restart::OnFailure);
+        assert_eq!(web.grace, Duration::from_millis(2500));
+        assert_eq!(web.stop_signal, libc::SIGINT);
+        assert_eq!(web.ready, Ready::Tcp(8080));
+        assert_eq!(web.ready_timeout, Duration::from_secs(60));
+        assert!(web.oneshot);
+        web.apply("ready", Some("file:/tmp/up")).unwrap();
+        assert_eq!(web.ready, Ready::File("/tmp/up".into()));
+    }
+
+    #[test]
+    fn refuses_bad_settings_with_a_reason() {
+        let mut web = spec();
+        for (key, value, why) in [
+            ("restart", Some("sometimes"), "not a restart policy"),
+            ("restart", None, "needs a value"),
+            ("grace", Some("-1"), "not a number of seconds"),
+            ("stop-signal", Some("NOPE"), "not a signal"),
+            ("ready", Some("tcp:0"), "not a TCP port"),
+            ("ready", Some("tcp:99999"), "not a TCP port"),
+            ("ready", Some("http:80"), "not a ready check"),
+            ("ready", Some("file:"), "not a ready check"),
+            ("oneshot", Some("maybe"), "oneshot takes"),
+            ("colour", Some("red"), "unknown setting 'colour'"),
+        ] {
+            let error = web.apply(key, value).unwrap_err();
+            assert!(error.contains(why), "{key}={value:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        for good in ["web", "web.1", "a_b-c", "X9"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "web 1", "web:", "wéb", "a/b", "a=b"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}
