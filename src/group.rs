@@ -224,6 +224,25 @@ impl Proc {
         !matches!(self.state, State::Done)
     }
 
+    /// Why herd stopped restarting it, for its event line and stderr.
+    fn gave_up(&self) -> String {
+        format!(
+            "{}: gave up after {} restarts in {}",
+            self.spec.name,
+            self.limit.limit,
+            seconds(self.limit.window)
+        )
+    }
+
+    /// Why its start failed, for its event line and stderr.
+    fn not_ready(&self) -> String {
+        format!(
+            "{}: not ready after {}",
+            self.spec.name,
+            seconds(self.spec.ready_timeout)
+        )
+    }
+
     /// Ended the way a stop ends: exit 0, or the stop signal herd sent.
     fn ended_cleanly(&self) -> bool {
         match self.last_status {
@@ -414,12 +433,7 @@ impl Group {
             let line = format!("{} is ready", proc.spec.name);
             self.sink.herd_line(&line);
         } else if now >= deadline {
-            let line = format!(
-                "{} was not ready after {}",
-                proc.spec.name,
-                seconds(proc.spec.ready_timeout)
-            );
-            self.sink.herd_line(&line);
+            self.sink.herd_line(&proc.not_ready());
             self.begin_stop(index, true);
             self.stop_group(Cause::NotReady(index));
         }
@@ -517,13 +531,7 @@ impl Group {
         };
         if restart {
             if !proc.limit.allow(now) {
-                let line = format!(
-                    "{}: gave up after {} restarts in {}",
-                    proc.spec.name,
-                    proc.limit.limit,
-                    seconds(proc.limit.window)
-                );
-                self.sink.herd_line(&line);
+                self.sink.herd_line(&proc.gave_up());
                 self.stop_group(Cause::GaveUp(index));
                 return;
             }
@@ -618,22 +626,11 @@ impl Group {
                 .map_or(0, exit_code),
             Some(Cause::Exited(index)) => status_of(index),
             Some(Cause::GaveUp(index)) => {
-                let proc = &self.procs[index];
-                crate::log::line(format_args!(
-                    "{}: gave up after {} restarts in {}",
-                    proc.spec.name,
-                    proc.limit.limit,
-                    seconds(proc.limit.window)
-                ));
+                crate::log::line(format_args!("{}", self.procs[index].gave_up()));
                 status_of(index)
             }
             Some(Cause::NotReady(index)) => {
-                let proc = &self.procs[index];
-                crate::log::line(format_args!(
-                    "{}: not ready after {}",
-                    proc.spec.name,
-                    seconds(proc.spec.ready_timeout)
-                ));
+                crate::log::line(format_args!("{}", self.procs[index].not_ready()));
                 EXIT_NOT_READY
             }
         }

@@ -248,7 +248,9 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
     }
     let tail = blocks.remainder();
     let tail_start = bytes.len() - tail.len();
-    tail.iter().position(|&byte| byte == b'\n').map(|at| tail_start + at)
+    tail.iter()
+        .position(|&byte| byte == b'\n')
+        .map(|at| tail_start + at)
 }
 
 /// The high bit of each newline byte of an 8-byte `word`, in little-endian

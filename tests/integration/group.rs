@@ -345,7 +345,7 @@ fn stdin_goes_to_the_named_process_and_dev_null_to_the_others() {
 fn a_grandchild_holding_the_pipe_does_not_hang_the_stop() {
     // The grandchild leaves the process group (setsid), so the group stop
     // does not reach it, and it keeps the stdout pipe open.
-    let script = "p=setsid sleep 1000 & echo holder $!; exec sleep 1000";
+    let script = "p=setsid sh -c 'echo holder $$; exec sleep 1000' & exec sleep 1000";
     let mut herd = Running::start(&mut group(&["--grace", "1", "-c", script]));
     let line = herd.expect_line("holder");
     let holder: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
@@ -464,4 +464,50 @@ fn a_bad_procfile_line_fails_before_anything_starts() {
     let expected = format!("herd: {}:2: expected 'name: command'\n", procfile.display());
     outcome.check(outcome.stderr == expected, "message names file:line");
     outcome.check(!marker.exists(), "a process was started");
+}
+
+#[test]
+fn color_always_colours_the_names_and_never_does_not() {
+    let outcome = run_to_end(herd().args(["run", "--color", "always", "-c", "p=echo hi"]));
+    outcome.check(outcome.stdout.contains("\u{1b}["), "no escape sequence");
+    outcome.check(outcome.stdout.contains("hi"), "the line");
+    let outcome = run_to_end(herd().args(["run", "--color", "never", "-c", "p=echo hi"]));
+    outcome.check(
+        !outcome.stdout.contains('\u{1b}'),
+        "colour with --color never",
+    );
+    outcome.check(outcome.stdout.contains("p    | hi"), "the plain line");
+}
+
+#[test]
+fn timestamps_come_before_the_name() {
+    let outcome = run_to_end(&mut group(&["--timestamps", "-c", "p=echo hi"]));
+    let line = outcome
+        .stdout
+        .lines()
+        .find(|l| l.ends_with("p    | hi"))
+        .unwrap_or("");
+    let stamp = line.split(' ').next().unwrap_or("");
+    let shaped = stamp.len() == 12
+        && stamp.bytes().enumerate().all(|(i, b)| match i {
+            2 | 5 => b == b':',
+            8 => b == b'.',
+            _ => b.is_ascii_digit(),
+        });
+    outcome.check(shaped, &format!("{stamp:?} is not HH:MM:SS.mmm"));
+}
+
+#[test]
+fn other_signals_reach_every_process_group() {
+    let script = |name: &str| {
+        format!("{name}=sh -c 'trap \"echo {name} grandchild got HUP; exit 0\" HUP; echo {name} ready; while :; do sleep 0.05; done' & wait")
+    };
+    let mut herd = Running::start(&mut group(&["-c", &script("a"), "-c", &script("b")]));
+    herd.expect_line("a ready");
+    herd.expect_line("b ready");
+    herd.signal("HUP");
+    herd.expect_line("a grandchild got HUP");
+    herd.expect_line("b grandchild got HUP");
+    herd.signal("TERM");
+    herd.wait();
 }
