@@ -168,12 +168,118 @@ pub const RUN_FLAGS: &[Flag] = &[
     HELP,
 ];
 
+/// `herd start`'s own flags, besides every flag of `run`.
+pub const START_FLAGS: &[Flag] = &[
+    flag(
+        None,
+        "log",
+        Some("FILE"),
+        "append output to FILE (default: the state directory's log)",
+    ),
+    flag(
+        None,
+        "umask",
+        Some("MODE"),
+        "file mode creation mask, octal (default 022)",
+    ),
+    flag(
+        None,
+        "chdir",
+        Some("DIR"),
+        "directory to run in (default: where herd start was called)",
+    ),
+];
+
+/// The flags of the commands that talk to a running herd.
+pub const CLIENT_FLAGS: &[Flag] = &[
+    flag(
+        None,
+        "name",
+        Some("NAME"),
+        "the herd started with --name NAME",
+    ),
+    flag(
+        None,
+        "state-dir",
+        Some("DIR"),
+        "the herd started with --state-dir DIR",
+    ),
+    flag(
+        None,
+        "pidfile",
+        Some("PATH"),
+        "the herd started with --pidfile PATH",
+    ),
+    flag(None, "json", None, "status: print JSON"),
+    flag(
+        None,
+        "timeout",
+        Some("SECS"),
+        "stop: how long to wait for the supervisor to exit (default 60)",
+    ),
+    HELP,
+];
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Request {
     Run(Box<RunArgs>),
+    Start(Box<RunArgs>),
+    Client(ClientArgs),
     Help(String),
     Version,
+}
+
+/// Which running herd a command means.
+#[derive(Debug, Default, PartialEq)]
+pub struct Target {
+    pub name: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+}
+
+/// `herd start`'s settings for the detached supervisor.
+#[derive(Debug, PartialEq)]
+pub struct Detach {
+    pub log: Option<PathBuf>,
+    pub umask: u32,
+    pub chdir: Option<PathBuf>,
+}
+
+/// A command for a running herd.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    Status {
+        json: bool,
+    },
+    Stop {
+        timeout: Duration,
+        process: Option<String>,
+    },
+    Start {
+        process: String,
+    },
+    Restart {
+        process: String,
+    },
+    Signal {
+        process: String,
+        signal: i32,
+    },
+    /// `text: None` sends herd's own stdin.
+    Send {
+        process: String,
+        text: Option<String>,
+    },
+    Reload {
+        process: Option<String>,
+    },
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ClientArgs {
+    pub target: Target,
+    pub action: Action,
 }
 
 /// Where the processes of a group come from, in command-line order.
@@ -211,6 +317,10 @@ pub struct RunArgs {
     pub color: ColorChoice,
     pub timestamps: bool,
     pub stdin_process: Option<String>,
+    pub stdin_pipe: Option<String>,
+    pub target: Target,
+    /// Set for `herd start`.
+    pub detach: Option<Detach>,
     pub group_signal: bool,
     pub subreaper: bool,
     pub verbose: bool,
@@ -218,12 +328,30 @@ pub struct RunArgs {
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failure> {
     use lexopt::prelude::*;
+    let args: Vec<OsString> = args.into_iter().collect();
+    // `herd start -- CMD`, `-c` or `-f` starts a supervisor; `herd start
+    // NAME` starts one process of a running group.
+    let rest = args.get(1..).unwrap_or_default().to_vec();
+    let explicit_command = rest.iter().any(|arg| arg == "--");
     let mut parser = lexopt::Parser::from_args(args);
     let bad = |e: lexopt::Error| usage_failure("", e);
     match parser.next().map_err(bad)? {
         Some(Short('h') | Long("help")) | None => Ok(Request::Help(main_help())),
         Some(Short('V') | Long("version")) => Ok(Request::Version),
-        Some(Value(command)) if command == "run" => parse_run(&mut parser),
+        Some(Value(command)) if command == "run" => parse_run(&mut parser, false),
+        Some(Value(command)) if command == "start" => {
+            if explicit_command || starts_a_group(&rest) {
+                parse_run(&mut parser, true)
+            } else {
+                parse_client(&mut parser, "start")
+            }
+        }
+        Some(Value(command))
+            if ["status", "stop", "restart", "signal", "send", "reload"]
+                .contains(&command.to_string_lossy().as_ref()) =>
+        {
+            parse_client(&mut parser, &command.to_string_lossy())
+        }
         Some(Value(command)) => Err(Failure::new(
             "reading arguments",
             format!(
@@ -235,9 +363,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failur
     }
 }
 
-fn parse_run(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
+/// Whether `herd start`'s arguments define processes (`-c`, `-f`).
+fn starts_a_group(args: &[OsString]) -> bool {
+    args.iter().any(|arg| {
+        let arg = arg.to_string_lossy();
+        ["-c", "-f", "--command", "--procfile"].contains(&arg.as_ref())
+            || arg.starts_with("--command=")
+            || arg.starts_with("--procfile=")
+            || (arg.starts_with("-c") || arg.starts_with("-f")) && !arg.starts_with("--")
+    })
+}
+
+fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failure> {
     use lexopt::prelude::*;
-    let bad = |e: lexopt::Error| usage_failure("run ", e);
+    let verb = if start { "start " } else { "run " };
+    let bad = |e: lexopt::Error| usage_failure(verb, e);
     let mut run = RunArgs {
         defaults: Defaults::default(),
         command: Vec::new(),
@@ -253,6 +393,13 @@ fn parse_run(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
         color: ColorChoice::Auto,
         timestamps: false,
         stdin_process: None,
+        stdin_pipe: None,
+        target: Target::default(),
+        detach: start.then_some(Detach {
+            log: None,
+            umask: 0o022,
+            chdir: None,
+        }),
         group_signal: false,
         subreaper: true,
         verbose: false,
@@ -335,10 +482,31 @@ fn parse_run(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
             }
             Long("timestamps") => run.timestamps = true,
             Long("stdin") => run.stdin_process = Some(text_value(parser, &flag)?),
+            Long("stdin-pipe") => run.stdin_pipe = Some(text_value(parser, &flag)?),
+            Long("name" | "state-dir" | "pidfile") => {
+                let value = text_value(parser, &flag)?;
+                set_target(&mut run.target, &flag, value)?;
+            }
+            Long("log" | "umask" | "chdir") if start => {
+                let value = text_value(parser, &flag)?;
+                let detach = run.detach.as_mut().expect("start has detach settings");
+                match flag.as_str() {
+                    "log" => detach.log = Some(value.into()),
+                    "chdir" => detach.chdir = Some(value.into()),
+                    _ => {
+                        detach.umask = u32::from_str_radix(&value, 8)
+                            .ok()
+                            .filter(|mask| *mask <= 0o777)
+                            .ok_or_else(|| {
+                                value_failure("umask", format!("'{value}' is not an octal mode"))
+                            })?
+                    }
+                }
+            }
             Short('g') | Long("group-signal") => run.group_signal = true,
             Long("no-subreaper") => run.subreaper = false,
             Short('v') | Long("verbose") => run.verbose = true,
-            Short('h') | Long("help") => return Ok(Request::Help(run_help())),
+            Short('h') | Long("help") => return Ok(Request::Help(run_help(start))),
             Value(program) => {
                 // Everything from the first positional on belongs to the child.
                 run.command.push(program);
@@ -348,7 +516,113 @@ fn parse_run(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
         }
     }
     check_mode(&run)?;
+    if start {
+        if run.target == Target::default() {
+            return Err(Failure::new(
+                "reading arguments",
+                "start needs --name NAME, --state-dir DIR or --pidfile PATH to find it again",
+            ));
+        }
+        return Ok(Request::Start(Box::new(run)));
+    }
     Ok(Request::Run(Box::new(run)))
+}
+
+fn set_target(target: &mut Target, flag: &str, value: String) -> Result<(), Failure> {
+    match flag {
+        "name" if !spec::valid_name(&value) => {
+            return Err(value_failure(
+                "name",
+                format!("'{value}' is not a valid name (letters, digits, '_', '.', '-')"),
+            ))
+        }
+        "name" => target.name = Some(value),
+        "state-dir" => target.state_dir = Some(value.into()),
+        _ => target.pidfile = Some(value.into()),
+    }
+    Ok(())
+}
+
+/// `herd status|stop|start|restart|signal|send|reload [OPTIONS] [ARGS]`.
+fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, Failure> {
+    use lexopt::prelude::*;
+    let verb = format!("{command} ");
+    let bad = |e: lexopt::Error| usage_failure(&verb, e);
+    let mut target = Target::default();
+    let mut json = false;
+    let mut timeout = Duration::from_secs(60);
+    let mut words: Vec<String> = Vec::new();
+    while let Some(arg) = parser.next().map_err(bad)? {
+        let flag = match &arg {
+            Long(long) => long.to_string(),
+            _ => String::new(),
+        };
+        match arg {
+            Long("name" | "state-dir" | "pidfile") => {
+                let value = text_value(parser, &flag)?;
+                set_target(&mut target, &flag, value)?;
+            }
+            Long("json") if command == "status" => json = true,
+            Long("timeout") if command == "stop" => {
+                timeout = spec::parse_seconds(&text_value(parser, &flag)?)
+                    .map_err(|why| value_failure("timeout", why))?
+            }
+            Short('h') | Long("help") => return Ok(Request::Help(client_help())),
+            Value(word) => {
+                words.push(word.into_string().map_err(|w| {
+                    Failure::new("reading arguments", format!("{w:?} is not UTF-8"))
+                })?)
+            }
+            other => return Err(bad(other.unexpected())),
+        }
+    }
+    if target == Target::default() {
+        return Err(Failure::new(
+            "reading arguments",
+            format!("{command} needs --name NAME, --state-dir DIR or --pidfile PATH"),
+        ));
+    }
+    let wrong = || {
+        Failure::new(
+            "reading arguments",
+            format!("wrong arguments for {command}; see 'herd {command} --help'"),
+        )
+    };
+    let mut words = words.into_iter();
+    let mut word = || words.next();
+    let action = match command {
+        "status" => Action::Status { json },
+        "stop" => Action::Stop {
+            timeout,
+            process: word(),
+        },
+        "start" => Action::Start {
+            process: word().ok_or_else(wrong)?,
+        },
+        "restart" => Action::Restart {
+            process: word().ok_or_else(wrong)?,
+        },
+        "signal" => {
+            let process = word().ok_or_else(wrong)?;
+            let signal = word().ok_or_else(wrong)?;
+            let signal = crate::signals::parse(&signal)
+                .map_err(|why| Failure::new("reading arguments", why))?;
+            Action::Signal { process, signal }
+        }
+        "send" => {
+            let process = word().ok_or_else(wrong)?;
+            let text = word().ok_or_else(wrong)?;
+            Action::Send {
+                process,
+                text: (text != "-").then_some(text),
+            }
+        }
+        _ => Action::Reload { process: word() },
+    };
+    if word().is_some() {
+        return Err(wrong());
+    }
+    Ok(Request::Client(ClientArgs { target, action }))
 }
 
 fn text_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Failure> {
@@ -358,6 +632,16 @@ fn text_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Failure
         .map_err(|v| value_failure(flag, format!("{v:?} is not UTF-8")))
 }
 
+/// Whether flags that only mean something for a group were given.
+fn uses_group_flags(run: &RunArgs) -> bool {
+    !run.env_files.is_empty()
+        || run.port_base.is_some()
+        || run.stdin_process.is_some()
+        || run.stdin_pipe.is_some()
+        || run.parallel_stop
+        || run.timestamps
+}
+
 /// One command or a group, never both, never neither.
 fn check_mode(run: &RunArgs) -> Result<(), Failure> {
     let problem = match (run.command.is_empty(), run.sources.is_empty()) {
@@ -365,6 +649,9 @@ fn check_mode(run: &RunArgs) -> Result<(), Failure> {
         (false, false) => "give either a command or processes with -c/-f, not both",
         (false, true) if !run.named.is_empty() => {
             "per-process settings (NAME=...) need a group (-c or -f)"
+        }
+        (false, true) if uses_group_flags(run) => {
+            "--env-file, --port-base, --stdin, --stdin-pipe, --parallel-stop and --timestamps need a group (-c or -f)"
         }
         _ => return Ok(()),
     };
@@ -431,10 +718,18 @@ fn main_help() -> String {
         "herd {} - start, watch and stop processes\n\n\
          Usage: herd run [OPTIONS] [--] CMD [ARG...]\n\
          \x20      herd run [OPTIONS] -c NAME=SHELLCMD... | -f PROCFILE\n\
+         \x20      herd start --name NAME [OPTIONS] (-- CMD | -c ... | -f ...)\n\
+         \x20      herd status|stop|reload --name NAME\n\
+         \x20      herd start|stop|restart NAME --name GROUP\n\
+         \x20      herd signal PROCESS SIG | send PROCESS TEXT|- --name GROUP\n\
          \x20      herd --help | --version\n\n\
          Commands:\n\
-         \x20 run    run CMD with herd as its init, or a group of processes\n\
-         \x20        with prefixed output, restarts and an ordered stop\n\n\
+         \x20 run      run CMD with herd as its init, or a group of processes\n\
+         \x20          with prefixed output, restarts and an ordered stop\n\
+         \x20 start    the same, detached; returns once the group is ready\n\
+         \x20 status   show a running herd's processes (--json)\n\
+         \x20 stop     stop a running herd (or one PROCESS of it) and wait\n\
+         \x20 restart, signal, send, reload: act on one process\n\n\
          Options:\n{}\n\
          'herd COMMAND --help' describes a command; 'man herd' describes everything.\n",
         env!("CARGO_PKG_VERSION"),
@@ -442,19 +737,42 @@ fn main_help() -> String {
     )
 }
 
-fn run_help() -> String {
+fn run_help(start: bool) -> String {
+    let start_options = if start {
+        format!("\nOptions of start:\n{}", options_text(START_FLAGS))
+    } else {
+        String::new()
+    };
     format!(
         "Usage: herd run [OPTIONS] [--] CMD [ARG...]\n\
-         \x20      herd run [OPTIONS] -c NAME=SHELLCMD... | -f PROCFILE\n\n\
+         \x20      herd run [OPTIONS] -c NAME=SHELLCMD... | -f PROCFILE\n\
+         \x20      herd start (--name NAME | --state-dir DIR | --pidfile PATH) [OPTIONS] ...\n\n\
          One command: runs CMD (no shell) as herd's child, forwards every signal,\n\
          reaps orphans, and exits with CMD's status (128+N if it died of signal N).\n\
          A group: starts the processes in order, prefixes their output with their\n\
          names, restarts them by policy, and stops them in reverse order.\n\n\
-         Options:\n{}\n\
+         Options:\n{}{start_options}\n\
          Exit status: CMD's, or the status of the process that stopped the group;\n\
          124 a ready check timed out; 125 herd failed; 126 CMD not executable;\n\
          127 CMD not found.\n",
         options_text(RUN_FLAGS)
+    )
+}
+
+fn client_help() -> String {
+    format!(
+        "Usage: herd status [--json] TARGET\n\
+         \x20      herd stop [--timeout SECS] [PROCESS] TARGET\n\
+         \x20      herd start PROCESS TARGET\n\
+         \x20      herd restart PROCESS TARGET\n\
+         \x20      herd signal PROCESS SIG TARGET\n\
+         \x20      herd send PROCESS TEXT|- TARGET\n\
+         \x20      herd reload [PROCESS] TARGET\n\
+         TARGET is --name NAME, --state-dir DIR or --pidfile PATH.\n\n\
+         Options:\n{}\n\
+         Exit status: 0 done; 125 failed or no herd running there;\n\
+         status: 0 running, 3 not running, 4 unknown.\n",
+        options_text(CLIENT_FLAGS)
     )
 }
 
@@ -564,6 +882,7 @@ mod tests {
         assert!(message(&["run"]).contains("needs a command"));
         assert!(message(&["run", "-c", "a=b", "true"]).contains("not both"));
         assert!(message(&["run", "--restart", "a=always", "true"]).contains("need a group"));
+        assert!(message(&["run", "--env-file", "x", "true"]).contains("need a group"));
         assert!(message(&["frobnicate"]).contains("unknown command 'frobnicate'"));
         assert_eq!(parse_words(&["run", "--grace"]).unwrap_err().exit_code, 125);
     }
@@ -596,6 +915,8 @@ mod tests {
             "N" => "5",
             "FILE" => "Procfile",
             "WHEN" => "never",
+            "DIR" => "/tmp/dir",
+            "PATH" => "/tmp/pid",
             other => panic!("no sample value for {other}: add one"),
         }
     }
@@ -603,7 +924,8 @@ mod tests {
     #[test]
     fn the_man_page_documents_every_flag() {
         let man = include_str!("../man/herd.1");
-        for flag in GLOBAL_FLAGS.iter().chain(RUN_FLAGS) {
+        let tables = [GLOBAL_FLAGS, RUN_FLAGS, START_FLAGS, CLIENT_FLAGS];
+        for flag in tables.iter().flat_map(|table| table.iter()) {
             let long = format!("\\-\\-{}", flag.long.replace('-', "\\-"));
             assert!(man.contains(&long), "man/herd.1 lacks {long}");
             if let Some(c) = flag.short {
@@ -615,8 +937,8 @@ mod tests {
 
     #[test]
     fn help_lists_every_flag() {
-        let help = run_help();
-        for flag in RUN_FLAGS {
+        let help = run_help(true);
+        for flag in RUN_FLAGS.iter().chain(START_FLAGS) {
             assert!(help.contains(&format!("--{}", flag.long)), "{}", flag.long);
         }
     }

@@ -30,6 +30,11 @@ impl Failure {
         }
     }
 
+    /// A failure that reads as one sentence, without the `doing: ` part.
+    pub fn message(text: impl Into<String>) -> Failure {
+        Failure::new("", text)
+    }
+
     pub fn io(doing: impl Into<String>, error: &io::Error) -> Failure {
         Failure::new(doing, describe(error))
     }
@@ -43,7 +48,11 @@ impl Failure {
 /// `doing: cause`; `log::line` puts the `herd: ` prefix in front.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.doing, self.cause)
+        if self.doing.is_empty() {
+            write!(f, "{}", self.cause)
+        } else {
+            write!(f, "{}: {}", self.doing, self.cause)
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 
 use crate::child::{Backoff, StartLimit};
 use crate::cli::{RunArgs, Source};
+use crate::control::{self, Command, ProcessStatus, Reply};
+use crate::daemon::Service;
 use crate::error::Failure;
 use crate::log::Verbose;
 use crate::output::{self, Sink, Style};
@@ -41,15 +43,21 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 const EXIT_OUTPUT_DRAIN: Duration = Duration::from_millis(100);
 
 /// Runs the group described by `args` until every process is gone.
-pub fn run(args: RunArgs) -> Result<u8, Failure> {
+pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     let caller_mask = signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
     let specs = load_specs(&args)?;
     let env_files = load_env_files(&args)?;
-    if let Some(name) = &args.stdin_process {
-        if !specs.iter().any(|spec| &spec.name == name) {
+    for (flag, name) in [
+        ("stdin", &args.stdin_process),
+        ("stdin-pipe", &args.stdin_pipe),
+    ] {
+        if let Some(name) = name
+            .as_ref()
+            .filter(|n| !specs.iter().any(|s| &s.name == *n))
+        {
             return Err(Failure::new(
                 "reading arguments",
-                format!("--stdin: no process named '{name}'"),
+                format!("--{flag}: no process named '{name}'"),
             ));
         }
     }
@@ -92,13 +100,18 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
                 backoff: Backoff::new(args.backoff_min, args.backoff_max),
                 limit: StartLimit::new(args.start_limit, args.start_window),
                 takes_stdin: args.stdin_process.as_ref() == Some(&spec.name),
+                has_stdin_pipe: args.stdin_pipe.as_ref() == Some(&spec.name),
+                stdin_pipe: None,
+                restarts: 0,
+                manual_stop: false,
+                restart_after_stop: false,
                 readers: Vec::new(),
                 spec,
                 env,
             }
         })
         .collect();
-    let events = supervisor::start_signal_thread()?;
+    let events = supervisor::start_event_sources(service)?;
     let mut group = Group {
         procs,
         next_to_start: 0,
@@ -110,6 +123,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         caller_mask,
         null,
         verbose: Verbose(args.verbose),
+        service,
     };
     group.run(&events)
 }
@@ -198,6 +212,9 @@ enum State {
     },
     /// Waiting to be started again.
     Backoff { until: Instant },
+    /// Stopped by `herd stop NAME`: not running, but the group goes on and
+    /// `herd start NAME` may start it again.
+    Stopped,
     /// Will not run again.
     Done,
 }
@@ -215,6 +232,14 @@ struct Proc {
     backoff: Backoff,
     limit: StartLimit,
     takes_stdin: bool,
+    /// `--stdin-pipe`: its stdin is a pipe that `herd send` writes to.
+    has_stdin_pipe: bool,
+    stdin_pipe: Option<File>,
+    restarts: u32,
+    /// Stopped by `herd stop NAME`: becomes `Stopped`, not `Done`.
+    manual_stop: bool,
+    /// Stopped by `herd restart NAME`: starts again once gone.
+    restart_after_stop: bool,
     /// Output reader threads of its runs that may still have output to write.
     readers: Vec<JoinHandle<()>>,
 }
@@ -262,7 +287,8 @@ enum Cause {
     NotReady(usize),
 }
 
-struct Group {
+struct Group<'a> {
+    service: &'a mut Service,
     procs: Vec<Proc>,
     /// Processes before this index have been started.
     next_to_start: usize,
@@ -277,7 +303,7 @@ struct Group {
     verbose: Verbose,
 }
 
-impl Group {
+impl Group<'_> {
     fn run(&mut self, events: &Receiver<Event>) -> Result<u8, Failure> {
         loop {
             self.tick(Instant::now());
@@ -286,7 +312,12 @@ impl Group {
             }
             match next_event(events, self.next_wakeup(Instant::now()))? {
                 Some(Event::Signal(libc::SIGCHLD)) => self.reap_all()?,
+                Some(Event::Signal(libc::SIGUSR1)) if self.service.reopen_log() => {}
                 Some(Event::Signal(signal)) => self.on_signal(signal),
+                Some(Event::Control(command, reply_to)) => {
+                    let reply = self.control(command);
+                    let _ = reply_to.send(reply);
+                }
                 None => {}
             }
         }
@@ -357,10 +388,11 @@ impl Group {
         while let Some(proc) = self.procs.get(self.next_to_start) {
             match proc.state {
                 State::Waiting => self.start(self.next_to_start),
-                State::Running | State::Done => self.next_to_start += 1,
+                State::Running | State::Done | State::Stopped => self.next_to_start += 1,
                 _ => return,
             }
         }
+        self.service.ready();
     }
 
     /// Starts (or restarts) a process. One that cannot be started counts as
@@ -378,12 +410,19 @@ impl Group {
     fn try_start(&mut self, index: usize) -> Result<(), Failure> {
         let proc = &mut self.procs[index];
         let doing = format!("starting {}", proc.spec.name);
-        let (out_read, out_write) = fd::pipe().map_err(|e| Failure::io(&doing, &e))?;
-        let (err_read, err_write) = fd::pipe().map_err(|e| Failure::io(&doing, &e))?;
-        let stdin = if proc.takes_stdin {
-            None
+        // One pipe for stdout and stderr: they are shown alike, one pipe
+        // keeps their order, and one reader thread per process halves what
+        // an idle process costs.
+        let (output_read, output_write) = fd::pipe().map_err(|e| Failure::io(&doing, &e))?;
+        let stdin_pipe = if proc.has_stdin_pipe {
+            Some(fd::pipe().map_err(|e| Failure::io(&doing, &e))?)
         } else {
-            Some(self.null.as_fd())
+            None
+        };
+        let stdin = match &stdin_pipe {
+            Some((read_end, _)) => Some(read_end.as_fd()),
+            None if proc.takes_stdin => None,
+            None => Some(self.null.as_fd()),
         };
         let argv: Vec<OsString> = ["/bin/sh", "-c", &proc.spec.command]
             .iter()
@@ -392,18 +431,21 @@ impl Group {
         let setup = ChildSetup {
             mask: self.caller_mask,
             take_terminal: proc.takes_stdin && process::owns_terminal(),
-            stdio: [stdin, Some(out_write.as_fd()), Some(err_write.as_fd())],
+            stdio: [
+                stdin,
+                Some(output_write.as_fd()),
+                Some(output_write.as_fd()),
+            ],
             env: &proc.env,
         };
         let pid =
             process::spawn(&argv, &setup).map_err(|e| supervisor::spawn_failure("/bin/sh", &e))?;
-        // herd must not hold the write ends, or the readers never see EOF.
-        drop((out_write, err_write));
-        for pipe in [out_read, err_read] {
-            let reader = output::spawn_reader(&self.sink, &proc.spec.name, pipe)
-                .map_err(|e| Failure::io(&doing, &e))?;
-            proc.readers.push(reader);
-        }
+        // herd must not hold the write end, or the reader never sees EOF.
+        drop(output_write);
+        proc.stdin_pipe = stdin_pipe.map(|(_, write_end)| File::from(write_end));
+        let reader = output::spawn_reader(&self.sink, &proc.spec.name, output_read)
+            .map_err(|e| Failure::io(&doing, &e))?;
+        proc.readers.push(reader);
         proc.pid = Some(pid);
         proc.pgid = Some(pid);
         proc.started_at = Instant::now();
@@ -520,7 +562,20 @@ impl Group {
         let stopping = self.stopping;
         let proc = &mut self.procs[index];
         proc.state = State::Done;
-        if requested || stopping {
+        proc.stdin_pipe = None;
+        if stopping {
+            return;
+        }
+        if std::mem::take(&mut proc.restart_after_stop) {
+            proc.restarts += 1;
+            self.start(index);
+            return;
+        }
+        if std::mem::take(&mut proc.manual_stop) {
+            proc.state = State::Stopped;
+            return;
+        }
+        if requested {
             return;
         }
         let failed = proc.last_status != Some(WaitStatus::Exited(0));
@@ -535,6 +590,7 @@ impl Group {
                 self.stop_group(Cause::GaveUp(index));
                 return;
             }
+            proc.restarts += 1;
             let delay = proc.backoff.next_delay(now - proc.started_at);
             proc.state = State::Backoff { until: now + delay };
             let line = format!("{} restarting in {}", proc.spec.name, seconds(delay));
@@ -582,6 +638,120 @@ impl Group {
         }
         self.stopping = true;
         self.cause = Some(cause);
+        let name = |index: usize| &self.procs[index].spec.name;
+        self.service.stop_reason = Some(match cause {
+            Cause::Request => "stopped on request".to_string(),
+            Cause::Exited(index) => match self.procs[index].last_status {
+                Some(status) => format!("{} ended ({})", name(index), describe(status)),
+                None => format!("{} could not be started", name(index)),
+            },
+            Cause::GaveUp(index) => self.procs[index].gave_up(),
+            Cause::NotReady(index) => self.procs[index].not_ready(),
+        });
+    }
+    /// A request from the control socket.
+    fn control(&mut self, command: Command) -> Reply {
+        let index = match &command {
+            Command::StopProcess(name)
+            | Command::StartProcess(name)
+            | Command::Restart(name)
+            | Command::Signal(name, _)
+            | Command::Send(name) => match self.procs.iter().position(|p| &p.spec.name == name) {
+                Some(index) => index,
+                None => return Reply::Error(format!("no process named '{name}'")),
+            },
+            Command::Status | Command::Stop | Command::Reload => 0,
+        };
+        if self.stopping && !matches!(command, Command::Status | Command::Stop) {
+            return Reply::Error("the group is stopping".to_string());
+        }
+        let ok = || Reply::Ok(Vec::new());
+        let name = self.procs[index].spec.name.clone();
+        match command {
+            Command::Status => Reply::Ok(control::status_fields(&self.status())),
+            Command::Stop => {
+                if !self.stopping {
+                    self.sink.herd_line("stop requested: stopping");
+                    self.stop_group(Cause::Request);
+                }
+                ok()
+            }
+            Command::StopProcess(_) => match self.procs[index].state {
+                State::Running | State::Starting { .. } => {
+                    self.procs[index].manual_stop = true;
+                    self.begin_stop(index, true);
+                    ok()
+                }
+                State::Backoff { .. } | State::Waiting => {
+                    self.procs[index].state = State::Stopped;
+                    ok()
+                }
+                _ => Reply::Error(format!("{name} is not running")),
+            },
+            Command::StartProcess(_) => match self.procs[index].state {
+                State::Stopped | State::Done => {
+                    self.start(index);
+                    ok()
+                }
+                _ => Reply::Error(format!("{name} is already running")),
+            },
+            Command::Restart(_) => {
+                match self.procs[index].state {
+                    State::Running | State::Starting { .. } => {
+                        self.procs[index].restart_after_stop = true;
+                        self.begin_stop(index, true);
+                    }
+                    State::Stopping { .. } => self.procs[index].restart_after_stop = true,
+                    _ => {
+                        self.procs[index].restarts += 1;
+                        self.start(index);
+                    }
+                }
+                ok()
+            }
+            Command::Signal(_, signal) => match (self.procs[index].pid, self.procs[index].pgid) {
+                (Some(_), Some(pgid)) => {
+                    let _ = process::send_group_signal(pgid, signal);
+                    ok()
+                }
+                _ => Reply::Error(format!("{name} is not running")),
+            },
+            Command::Send(_) => {
+                let proc = &self.procs[index];
+                match proc.stdin_pipe.as_ref().map(File::try_clone) {
+                    Some(Ok(pipe)) => Reply::Stdin(pipe),
+                    Some(Err(e)) => Reply::Error(crate::error::describe(&e)),
+                    None if proc.has_stdin_pipe => Reply::Error(format!("{name} is not running")),
+                    None => Reply::Error(format!("{name} was not started with --stdin-pipe")),
+                }
+            }
+            Command::Reload => Reply::Error("reload is not supported yet".to_string()),
+        }
+    }
+
+    fn status(&self) -> Vec<ProcessStatus> {
+        self.procs
+            .iter()
+            .map(|proc| ProcessStatus {
+                name: proc.spec.name.clone(),
+                state: match proc.state {
+                    State::Waiting => "waiting",
+                    State::Starting { .. } => "starting",
+                    State::Running => "running",
+                    State::Stopping { .. } => "stopping",
+                    State::Backoff { .. } => "backoff",
+                    State::Stopped => "stopped",
+                    State::Done => "exited",
+                },
+                pid: proc.pid.map_or("-".to_string(), |pid| pid.to_string()),
+                uptime: match proc.pid {
+                    Some(_) => proc.started_at.elapsed(),
+                    None => Duration::ZERO,
+                },
+                restarts: proc.restarts,
+                last_exit: proc.last_status.map(describe),
+            })
+            .collect()
     }
 
     /// Stops processes in reverse start order, each gone before the one
@@ -590,7 +760,9 @@ impl Group {
     fn advance_stop(&mut self) {
         for index in (0..self.procs.len()).rev() {
             match self.procs[index].state {
-                State::Waiting | State::Backoff { .. } => self.procs[index].state = State::Done,
+                State::Waiting | State::Backoff { .. } | State::Stopped => {
+                    self.procs[index].state = State::Done
+                }
                 State::Done => {}
                 State::Stopping { .. } if !self.parallel_stop => return,
                 State::Stopping { .. } => {}

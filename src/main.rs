@@ -3,6 +3,9 @@
 
 mod child;
 mod cli;
+mod client;
+mod control;
+mod daemon;
 mod error;
 mod group;
 mod log;
@@ -12,6 +15,7 @@ mod signals;
 mod spec;
 mod supervisor;
 mod sys;
+mod wire;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,9 +35,29 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
     match request {
         cli::Request::Help(text) => Ok(print(&text)),
         cli::Request::Version => Ok(print(&format!("herd {}\n", env!("CARGO_PKG_VERSION")))),
-        cli::Request::Run(args) if args.sources.is_empty() => supervisor::run(*args),
-        cli::Request::Run(args) => group::run(*args),
+        cli::Request::Run(args) => {
+            let service = daemon::Service::foreground(&args.target)?;
+            supervise(*args, service)
+        }
+        cli::Request::Start(args) => {
+            let detach = args.detach.as_ref().expect("start has detach settings");
+            let service = daemon::Service::detached(&args.target, detach)?;
+            supervise(*args, service)
+        }
+        cli::Request::Client(args) => client::run(args),
     }
+}
+
+/// Runs one command or a group until it is done, then lets the service
+/// clean up (and tell a waiting `herd start` how it went).
+fn supervise(args: cli::RunArgs, mut service: daemon::Service) -> Result<u8, error::Failure> {
+    let result = if args.sources.is_empty() {
+        supervisor::run(args, &mut service)
+    } else {
+        group::run(args, &mut service)
+    };
+    service.finish(&result);
+    result
 }
 
 /// Prints to stdout; a reader that went away (`herd --help | head -1`) is fine.

@@ -3,6 +3,8 @@
 //! and the exit code), and the signal thread every supervisor loop uses.
 
 use crate::cli::RunArgs;
+use crate::control::{self, Command, Reply};
+use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::log::Verbose;
 use crate::signals;
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 /// loop changes state.
 pub enum Event {
     Signal(i32),
+    /// A request from the control socket, and where its reply goes.
+    Control(Command, mpsc::Sender<Reply>),
 }
 
 /// How often the loop looks whether a process group has emptied when no
@@ -27,7 +31,7 @@ pub const GROUP_POLL: Duration = Duration::from_millis(50);
 
 /// Runs `args.command` until it and its process group are gone; returns the
 /// exit code herd must exit with.
-pub fn run(args: RunArgs) -> Result<u8, Failure> {
+pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     // Before any thread exists, so that every thread inherits the full mask
     // and signals reach only the signal thread's sigwaitinfo.
     let caller_mask = signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
@@ -54,7 +58,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     })?;
     // After the spawn: the child's exec overlaps the thread's start, and a
     // signal that comes first waits, blocked, until the thread takes it.
-    let events = start_signal_thread()?;
+    let events = start_event_sources(service)?;
+    service.ready();
     verbose.note(format_args!(
         "spawned pid {pid}: {}",
         args.command[0].to_string_lossy()
@@ -64,9 +69,11 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         status: None,
         kill_at: None,
         killed: false,
+        started: std::time::Instant::now(),
         args: &args,
         verbose,
         has_terminal: take_terminal,
+        service,
     };
     let status = watch.until_group_gone(&events)?;
     if take_terminal {
@@ -87,15 +94,20 @@ pub fn exit_code(status: WaitStatus) -> u8 {
     }
 }
 
-/// Signals waiting for the loop; more than this many unhandled means the
-/// loop is stuck, and the signal thread may as well wait.
-const SIGNAL_QUEUE: usize = 64;
+/// Events waiting for the loop; more than this many unhandled means the
+/// loop is stuck, and their senders may as well wait.
+const EVENT_QUEUE: usize = 64;
 
-pub fn start_signal_thread() -> Result<Receiver<Event>, Failure> {
+/// Starts the signal thread and, for a supervisor with a state directory,
+/// the control socket; returns what the loop receives from them.
+pub fn start_event_sources(service: &Service) -> Result<Receiver<Event>, Failure> {
     // A bounded channel allocates its buffer here, so the signal thread never
     // allocates: glibc would give it a malloc arena of its own on first use,
     // which costs more than the whole of a short `herd run`.
-    let (sender, receiver) = mpsc::sync_channel(SIGNAL_QUEUE);
+    let (sender, receiver) = mpsc::sync_channel(EVENT_QUEUE);
+    if let Some(paths) = service.paths() {
+        control::serve(paths, sender.clone())?;
+    }
     let all = SignalSet::full();
     thread::Builder::new()
         .name("signals".into())
@@ -143,6 +155,7 @@ fn reclaim_terminal() {
 
 /// The state of the one supervised command and its process group.
 struct Watch<'a> {
+    service: &'a mut Service,
     /// The child's pid, which is also its process group id.
     pid: Pid,
     /// Set once the child has been reaped; from then on `pid` names only the
@@ -152,6 +165,7 @@ struct Watch<'a> {
     kill_at: Option<Instant>,
     /// SIGKILL was sent: there is nothing left to ask politely.
     killed: bool,
+    started: Instant,
     args: &'a RunArgs,
     verbose: Verbose,
     has_terminal: bool,
@@ -177,7 +191,11 @@ impl Watch<'_> {
                 Some(Event::Signal(libc::SIGCHLD)) => {
                     self.reap_all()?;
                 }
+                Some(Event::Signal(libc::SIGUSR1)) if self.service.reopen_log() => {}
                 Some(Event::Signal(signal)) => self.forward(signal),
+                Some(Event::Control(command, reply_to)) => {
+                    let _ = reply_to.send(self.control(command));
+                }
                 None => {}
             }
         }
@@ -256,6 +274,35 @@ impl Watch<'_> {
         };
         if signals::is_stop_request(signal) {
             self.start_grace();
+        }
+    }
+
+    /// A single command answers `status` and `stop`; the rest needs a group.
+    fn control(&mut self, command: Command) -> Reply {
+        match command {
+            Command::Status => {
+                let (state, pid) = match self.status {
+                    None => ("running", self.pid.to_string()),
+                    Some(_) => ("stopping", "-".to_string()),
+                };
+                let name = self.args.command[0].to_string_lossy().into_owned();
+                Reply::Ok(control::status_fields(&[control::ProcessStatus {
+                    name,
+                    state,
+                    pid,
+                    uptime: self.started.elapsed(),
+                    restarts: 0,
+                    last_exit: self.status.map(describe),
+                }]))
+            }
+            Command::Stop => {
+                self.forward(self.args.defaults.stop_signal);
+                self.start_grace();
+                Reply::Ok(Vec::new())
+            }
+            _ => Reply::Error(
+                "a single command answers status and stop only; use a group (-c, -f)".into(),
+            ),
         }
     }
 

@@ -3,6 +3,7 @@
 //! Each wrapper turns `-1`/errno into `io::Error`, retries EINTR where the call
 //! is restartable, and says in its name what it does. Nothing here keeps state.
 
+pub mod daemon;
 pub mod fd;
 pub mod process;
 pub mod signal;

@@ -426,11 +426,14 @@ fn a_tcp_ready_check_passes_once_the_port_listens() {
 fn procfile_settings_env_file_and_ports_reach_the_processes() {
     let dir = TempDir::new("procfile");
     let procfile = dir.join("Procfile");
-    fs::write(
-        &procfile,
-        "# a comment\n\nfirst: echo $PORT $GREETING  # herd: oneshot\nsecond: echo $PORT; exit 5\n",
-    )
-    .unwrap();
+    // second waits for first's line before it ends the group.
+    let printed = dir.join("printed");
+    let text = format!(
+        "# a comment\n\nfirst: echo $PORT $GREETING; touch {0}  # herd: oneshot\n\
+         second: while [ ! -e {0} ]; do sleep 0.01; done; echo $PORT; exit 5\n",
+        printed.display()
+    );
+    fs::write(&procfile, text).unwrap();
     let env = dir.join(".env");
     fs::write(&env, "GREETING=\"hello there\"\n").unwrap();
     let outcome = run_to_end(&mut group(&[

@@ -91,7 +91,7 @@ fn help_and_version() {
         "--help",
     );
     let outcome = run_to_end(herd().args(["run", "--help"]));
-    outcome.check(outcome.stdout.contains("--grace SECS"), "run --help");
+    outcome.check(outcome.stdout.contains("--grace [NAME=]SECS"), "run --help");
     let outcome = run_to_end(herd().arg("--version"));
     let expected = format!("herd {}\n", env!("CARGO_PKG_VERSION"));
     outcome.check(outcome.stdout == expected, "--version");

@@ -1,0 +1,295 @@
+//! The commands that talk to a running herd: status, stop, start NAME,
+//! restart, signal, send and reload.
+
+use crate::cli::{Action, ClientArgs};
+use crate::control::Client;
+use crate::daemon::{self, StatePaths};
+use crate::error::Failure;
+use crate::wire;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// LSB exit codes of `status`.
+const STATUS_RUNNING: u8 = 0;
+const STATUS_NOT_RUNNING: u8 = 3;
+const STATUS_UNKNOWN: u8 = 4;
+
+/// How often `stop` looks whether the supervisor has let its lock go.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+pub fn run(args: ClientArgs) -> Result<u8, Failure> {
+    let paths = daemon::resolve_target(&args.target)?.expect("client commands require a target");
+    if let Action::Status { json } = args.action {
+        return status(&paths, json);
+    }
+    let not_running = || Failure::message(format!("no herd is running as {}", paths.name));
+    let mut client = Client::connect(&paths)?.ok_or_else(not_running)?;
+    match args.action {
+        Action::Status { .. } => unreachable!("answered above"),
+        Action::Stop {
+            timeout,
+            process: None,
+        } => {
+            client.request(&[("command", "stop")])?;
+            wait_until_gone(&paths, timeout)
+        }
+        Action::Stop {
+            process: Some(name),
+            ..
+        } => client
+            .request(&[("command", "stop"), ("process", &name)])
+            .map(|_| 0),
+        Action::Start { process } => client
+            .request(&[("command", "start"), ("process", &process)])
+            .map(|_| 0),
+        Action::Restart { process } => client
+            .request(&[("command", "restart"), ("process", &process)])
+            .map(|_| 0),
+        Action::Signal { process, signal } => client
+            .request(&[
+                ("command", "signal"),
+                ("process", &process),
+                ("signal", &signal.to_string()),
+            ])
+            .map(|_| 0),
+        Action::Send { process, text } => {
+            let bytes = match text {
+                Some(text) => text.into_bytes(),
+                None => {
+                    let mut input = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut input)
+                        .map_err(|e| Failure::io("reading stdin", &e))?;
+                    input
+                }
+            };
+            client.send(&process, &bytes).map(|_| 0)
+        }
+        Action::Reload { process } => {
+            let mut fields = vec![("command", "reload")];
+            if let Some(name) = &process {
+                fields.push(("process", name));
+            }
+            client.request(&fields).map(|_| 0)
+        }
+    }
+}
+
+/// Waits until the supervisor has let go of its lock (it has exited). Ctrl-C
+/// ends the wait, not the stop.
+fn wait_until_gone(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure> {
+    let name = paths.name.clone();
+    let _ = ctrlc::set_handler(move || {
+        crate::log::line(format_args!("stop: interrupted; {name} goes on stopping"));
+        std::process::exit(130);
+    });
+    let until = Instant::now() + timeout;
+    while daemon::running_pid(paths).is_some() {
+        if Instant::now() >= until {
+            crate::log::line(format_args!(
+                "stop: {} still running after {}s",
+                paths.name,
+                timeout.as_secs_f64()
+            ));
+            return Ok(1);
+        }
+        std::thread::sleep(STOP_POLL);
+    }
+    Ok(0)
+}
+
+fn status(paths: &StatePaths, json: bool) -> Result<u8, Failure> {
+    let Some(pid) = daemon::running_pid(paths) else {
+        crate::log::line(format_args!("{} is not running", paths.name));
+        return Ok(STATUS_NOT_RUNNING);
+    };
+    let fields = match Client::connect(paths).and_then(|client| match client {
+        Some(mut client) => client.request(&[("command", "status")]),
+        None => Err(Failure::message("its control socket does not answer")),
+    }) {
+        Ok(fields) => fields,
+        Err(failure) => {
+            crate::log::line(format_args!(
+                "status of {} (pid {pid}): {failure}",
+                paths.name
+            ));
+            return Ok(STATUS_UNKNOWN);
+        }
+    };
+    let processes = read_status(&fields);
+    let text = if json {
+        status_json(&paths.name, pid, &processes)
+    } else {
+        status_table(&processes)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(STATUS_RUNNING)
+}
+
+/// One row of a status reply, as text.
+struct Row {
+    name: String,
+    state: String,
+    pid: String,
+    uptime: String,
+    restarts: String,
+    last_exit: String,
+}
+
+fn read_status(fields: &[(String, String)]) -> Vec<Row> {
+    let count: usize = wire::field(fields, "processes")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (0..count)
+        .map(|index| {
+            let get = |key: &str| {
+                wire::field(fields, &format!("process.{index}.{key}"))
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            Row {
+                name: get("name"),
+                state: get("state"),
+                pid: get("pid"),
+                uptime: get("uptime"),
+                restarts: get("restarts"),
+                last_exit: get("last_exit"),
+            }
+        })
+        .collect()
+}
+
+fn status_table(rows: &[Row]) -> String {
+    let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            let uptime = row.uptime.parse::<f64>().map_or("-".to_string(), |secs| {
+                if row.pid == "-" {
+                    "-".to_string()
+                } else {
+                    format!("{}s", secs.round())
+                }
+            });
+            [
+                row.name.clone(),
+                row.state.clone(),
+                row.pid.clone(),
+                uptime,
+                row.restarts.clone(),
+                row.last_exit.clone(),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|column| {
+            cells
+                .iter()
+                .map(|cell| cell[column].len())
+                .chain([header[column].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 6]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut text = line(header);
+    for cell in &cells {
+        text.push_str(&line([
+            &cell[0], &cell[1], &cell[2], &cell[3], &cell[4], &cell[5],
+        ]));
+    }
+    text
+}
+
+fn status_json(name: &str, pid: i32, rows: &[Row]) -> String {
+    let processes: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let number_or_null = |text: &str| {
+                if text.parse::<f64>().is_ok() {
+                    text.to_string()
+                } else {
+                    "null".to_string()
+                }
+            };
+            let last_exit = match row.last_exit.as_str() {
+                "-" => "null".to_string(),
+                text => json_string(text),
+            };
+            format!(
+                "{{\"name\":{},\"state\":{},\"pid\":{},\"uptime\":{},\"restarts\":{},\"last_exit\":{}}}",
+                json_string(&row.name),
+                json_string(&row.state),
+                number_or_null(&row.pid),
+                if row.pid == "-" { "null".to_string() } else { number_or_null(&row.uptime) },
+                number_or_null(&row.restarts),
+                last_exit
+            )
+        })
+        .collect();
+    format!(
+        "{{\"name\":{},\"pid\":{pid},\"processes\":[{}]}}\n",
+        json_string(name),
+        processes.join(",")
+    )
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, pid: &str) -> Row {
+        Row {
+            name: name.into(),
+            state: "running".into(),
+            pid: pid.into(),
+            uptime: "12.400".into(),
+            restarts: "2".into(),
+            last_exit: "-".into(),
+        }
+    }
+
+    #[test]
+    fn the_table_lines_up() {
+        let text = status_table(&[row("web", "120"), row("worker-long", "-")]);
+        assert_eq!(
+            text,
+            "NAME         STATE    PID  UPTIME  RESTARTS  LAST EXIT\n\
+             web          running  120  12s     2         -\n\
+             worker-long  running  -    -       2         -\n"
+        );
+    }
+
+    #[test]
+    fn json_is_escaped_and_typed() {
+        let text = status_json("g\"1", 7, &[row("web", "120")]);
+        assert_eq!(
+            text,
+            "{\"name\":\"g\\\"1\",\"pid\":7,\"processes\":[{\"name\":\"web\",\"state\":\"running\",\
+             \"pid\":120,\"uptime\":12.400,\"restarts\":2,\"last_exit\":null}]}\n"
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! The control socket: a thread per connection on the server side that turns
+//! whole requests into events for the supervisor loop, and the client that
+//! the other subcommands use.
+
+use crate::daemon::StatePaths;
+use crate::error::Failure;
+use crate::signals;
+use crate::supervisor::Event;
+use crate::sys::daemon as sys;
+use crate::wire::{self, kind, Decoder, Frame};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread;
+use std::time::Duration;
+
+/// The protocol version `hello` carries.
+pub const VERSION: &str = "1";
+
+/// A client that sends nothing for this long is disconnected. Its thread is
+/// its own, so until then it holds up nobody else.
+const IDLE_CLIENT: Duration = Duration::from_secs(10);
+
+/// What a client asks the supervisor loop to do.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Status,
+    /// The whole group, as SIGTERM does.
+    Stop,
+    StopProcess(String),
+    StartProcess(String),
+    Restart(String),
+    Signal(String, i32),
+    /// The loop answers with the process's stdin pipe; the connection's
+    /// thread writes the bytes, so a full pipe never blocks the loop.
+    Send(String),
+    Reload,
+}
+
+/// The loop's answer.
+pub enum Reply {
+    Ok(Vec<(String, String)>),
+    Error(String),
+    Stdin(File),
+}
+
+impl Command {
+    fn from_fields(fields: &[(String, String)]) -> Result<Command, String> {
+        let process = || {
+            wire::field(fields, "process")
+                .map(str::to_string)
+                .ok_or_else(|| "this command needs process=NAME".to_string())
+        };
+        match wire::field(fields, "command") {
+            Some("status") => Ok(Command::Status),
+            Some("stop") => match wire::field(fields, "process") {
+                Some(name) => Ok(Command::StopProcess(name.to_string())),
+                None => Ok(Command::Stop),
+            },
+            Some("start") => Ok(Command::StartProcess(process()?)),
+            Some("restart") => Ok(Command::Restart(process()?)),
+            Some("signal") => {
+                let signal = wire::field(fields, "signal").ok_or("signal needs signal=SIG")?;
+                Ok(Command::Signal(process()?, signals::parse(signal)?))
+            }
+            Some("reload") => Ok(Command::Reload),
+            Some(other) => Err(format!("unknown command '{other}'")),
+            None => Err("a request needs command=...".to_string()),
+        }
+    }
+}
+
+/// Listens on the state directory's socket (mode 0600) and serves every
+/// connection on a thread of its own.
+pub fn serve(paths: &StatePaths, events: SyncSender<Event>) -> Result<(), Failure> {
+    let doing = || format!("listening on {}", paths.socket.display());
+    let _ = fs::remove_file(&paths.socket);
+    let listener = UnixListener::bind(&paths.socket).map_err(|e| Failure::io(doing(), &e))?;
+    fs::set_permissions(&paths.socket, fs::Permissions::from_mode(0o600))
+        .map_err(|e| Failure::io(doing(), &e))?;
+    let hello = wire::encode_fields(&[
+        ("version", VERSION),
+        ("pid", &std::process::id().to_string()),
+        ("name", &paths.name),
+    ]);
+    thread::Builder::new()
+        .name("control".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let events = events.clone();
+                let hello = hello.clone();
+                let _ = thread::Builder::new()
+                    .name("connection".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || serve_connection(stream, &events, &hello));
+            }
+        })
+        .map_err(|e| Failure::io(doing(), &e))?;
+    Ok(())
+}
+
+fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &[u8]) {
+    let own = sys::own_uid();
+    match sys::peer_uid(&stream) {
+        Ok(uid) if uid == own || uid == 0 => {}
+        _ => {
+            let _ = write_frame(&mut stream, kind::ERROR, &error_body("permission denied"));
+            return;
+        }
+    }
+    let _ = stream.set_read_timeout(Some(IDLE_CLIENT));
+    let mut decoder = Decoder::new();
+    let mut greeted = false;
+    let mut buffer = [0u8; 8192];
+    loop {
+        let frame = match decoder.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    decoder.feed(&buffer[..n]);
+                    continue;
+                }
+            },
+            Err(error) => {
+                let _ = write_frame(&mut stream, kind::ERROR, &error_body(&error.to_string()));
+                return;
+            }
+        };
+        let (reply_kind, body) = if !greeted {
+            match check_hello(&frame) {
+                Ok(()) => {
+                    greeted = true;
+                    (kind::HELLO, hello.to_vec())
+                }
+                Err(why) => (kind::ERROR, error_body(&why)),
+            }
+        } else {
+            answer(frame, events)
+        };
+        if write_frame(&mut stream, reply_kind, &body).is_err() || !greeted {
+            return;
+        }
+    }
+}
+
+fn check_hello(frame: &Frame) -> Result<(), String> {
+    if frame.kind != kind::HELLO {
+        return Err("the first frame must be hello".to_string());
+    }
+    let fields = wire::parse_fields(&frame.body)?;
+    match wire::field(&fields, "version") {
+        Some(VERSION) => Ok(()),
+        other => Err(format!(
+            "protocol version {other:?} is not supported (herd speaks {VERSION})"
+        )),
+    }
+}
+
+/// One request in, one reply out.
+fn answer(frame: Frame, events: &SyncSender<Event>) -> (u8, Vec<u8>) {
+    let (command, input) = match frame.kind {
+        kind::REQUEST => {
+            match wire::parse_fields(&frame.body).and_then(|f| Command::from_fields(&f)) {
+                Ok(command) => (command, Vec::new()),
+                Err(why) => return (kind::ERROR, error_body(&why)),
+            }
+        }
+        kind::SEND => {
+            let Some(at) = frame.body.iter().position(|&b| b == b'\n') else {
+                return (
+                    kind::ERROR,
+                    error_body("send needs NAME, a newline, then the bytes"),
+                );
+            };
+            let name = String::from_utf8_lossy(&frame.body[..at]).into_owned();
+            (Command::Send(name), frame.body[at + 1..].to_vec())
+        }
+        other => {
+            return (
+                kind::ERROR,
+                error_body(&format!("unknown frame kind {other}")),
+            )
+        }
+    };
+    let (reply_to, reply) = mpsc::channel();
+    if events.send(Event::Control(command, reply_to)).is_err() {
+        return (kind::ERROR, error_body("the supervisor is shutting down"));
+    }
+    match reply.recv() {
+        Ok(Reply::Ok(fields)) => (kind::OK, owned_fields(&fields)),
+        Ok(Reply::Error(why)) => (kind::ERROR, error_body(&why)),
+        Ok(Reply::Stdin(mut pipe)) => match pipe.write_all(&input) {
+            Ok(()) => (kind::OK, Vec::new()),
+            Err(e) => (
+                kind::ERROR,
+                error_body(&format!(
+                    "writing to the process: {}",
+                    crate::error::describe(&e)
+                )),
+            ),
+        },
+        Err(_) => (kind::ERROR, error_body("the supervisor is shutting down")),
+    }
+}
+
+fn owned_fields(fields: &[(String, String)]) -> Vec<u8> {
+    let borrowed: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    wire::encode_fields(&borrowed)
+}
+
+fn error_body(message: &str) -> Vec<u8> {
+    wire::encode_fields(&[("error", message)])
+}
+
+fn write_frame(stream: &mut UnixStream, kind: u8, body: &[u8]) -> io::Result<()> {
+    let frame = wire::encode(kind, body).map_err(io::Error::other)?;
+    stream.write_all(&frame)
+}
+
+/// One process as `herd status` shows it.
+#[derive(Debug, PartialEq)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub state: &'static str,
+    /// Its pid, or `-` when it has none.
+    pub pid: String,
+    pub uptime: Duration,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+/// A status reply: `processes=N`, then `process.I.KEY=VALUE` for each.
+pub fn status_fields(processes: &[ProcessStatus]) -> Vec<(String, String)> {
+    let mut fields = vec![("processes".to_string(), processes.len().to_string())];
+    for (index, process) in processes.iter().enumerate() {
+        let key = |name: &str| format!("process.{index}.{name}");
+        fields.extend([
+            (key("name"), process.name.clone()),
+            (key("state"), process.state.to_string()),
+            (key("pid"), process.pid.clone()),
+            (
+                key("uptime"),
+                format!("{:.3}", process.uptime.as_secs_f64()),
+            ),
+            (key("restarts"), process.restarts.to_string()),
+            (
+                key("last_exit"),
+                process.last_exit.clone().unwrap_or_else(|| "-".into()),
+            ),
+        ]);
+    }
+    fields
+}
+
+/// A connection to a running supervisor, greeted.
+pub struct Client {
+    stream: UnixStream,
+    decoder: Decoder,
+}
+
+impl Client {
+    /// Connects and exchanges `hello`. `Ok(None)`: nothing listens there.
+    pub fn connect(paths: &StatePaths) -> Result<Option<Client>, Failure> {
+        let stream = match UnixStream::connect(&paths.socket) {
+            Ok(stream) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => {
+                return Err(Failure::io(
+                    format!("connecting to {}", paths.socket.display()),
+                    &e,
+                ))
+            }
+        };
+        let mut client = Client {
+            stream,
+            decoder: Decoder::new(),
+        };
+        client.exchange(kind::HELLO, &wire::encode_fields(&[("version", VERSION)]))?;
+        Ok(Some(client))
+    }
+
+    /// Sends a request; returns the fields of an OK reply.
+    pub fn request(&mut self, fields: &[(&str, &str)]) -> Result<Vec<(String, String)>, Failure> {
+        self.exchange(kind::REQUEST, &wire::encode_fields(fields))
+    }
+
+    /// Sends bytes to a process's stdin.
+    pub fn send(&mut self, process: &str, bytes: &[u8]) -> Result<(), Failure> {
+        let mut body = process.as_bytes().to_vec();
+        body.push(b'\n');
+        body.extend_from_slice(bytes);
+        self.exchange(kind::SEND, &body).map(drop)
+    }
+
+    fn exchange(&mut self, kind: u8, body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
+        let failed = |e: &io::Error| Failure::io("talking to the supervisor", e);
+        write_frame(&mut self.stream, kind, body).map_err(|e| failed(&e))?;
+        let mut buffer = [0u8; 8192];
+        let frame = loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => break frame,
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(Failure::new("talking to the supervisor", error.to_string()))
+                }
+            }
+            match self.stream.read(&mut buffer) {
+                Ok(0) => {
+                    return Err(Failure::new(
+                        "talking to the supervisor",
+                        "it closed the connection",
+                    ))
+                }
+                Ok(n) => self.decoder.feed(&buffer[..n]),
+                Err(e) => return Err(failed(&e)),
+            }
+        };
+        let fields = wire::parse_fields(&frame.body)
+            .map_err(|why| Failure::new("reading the supervisor's reply", why))?;
+        match frame.kind {
+            kind::OK | kind::HELLO => Ok(fields),
+            _ => Err(Failure::message(
+                wire::field(&fields, "error")
+                    .unwrap_or("the supervisor refused the request")
+                    .to_string(),
+            )),
+        }
+    }
+}

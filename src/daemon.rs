@@ -1,0 +1,380 @@
+//! A supervisor's state directory: where it is, the pid file locked for the
+//! supervisor's whole life, and detaching into the background (`herd start`).
+
+use crate::cli::{Detach, Target};
+use crate::error::Failure;
+use crate::sys::daemon::{self as sys, Forked};
+use crate::sys::fd;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where one supervisor keeps its pid file, control socket and log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatePaths {
+    /// How messages name it: the `--name`, or the pid file's path.
+    pub name: String,
+    /// The state directory, when there is one (`--name`, `--state-dir`).
+    pub dir: Option<PathBuf>,
+    pub pid: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Resolves `--name`, `--state-dir` and `--pidfile`. `None`: none given.
+pub fn resolve(
+    name: Option<&str>,
+    state_dir: Option<&Path>,
+    pidfile: Option<&Path>,
+) -> Result<Option<StatePaths>, Failure> {
+    let dir = match (name, state_dir) {
+        (_, Some(dir)) => Some(dir.to_path_buf()),
+        (Some(name), None) => Some(default_base().join(name)),
+        (None, None) => None,
+    };
+    let Some(dir) = dir else {
+        return Ok(pidfile.map(|pid| StatePaths {
+            name: pid.display().to_string(),
+            dir: None,
+            pid: pid.to_path_buf(),
+            socket: with_suffix(pid, ".sock"),
+            log: with_suffix(pid, ".log"),
+        }));
+    };
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                Failure::new("reading arguments", "--state-dir needs a directory name")
+            })?,
+    };
+    Ok(Some(StatePaths {
+        name,
+        pid: pidfile.map_or_else(|| dir.join("pid"), Path::to_path_buf),
+        socket: dir.join("control.sock"),
+        log: dir.join("log"),
+        dir: Some(dir),
+    }))
+}
+
+/// `/run/herd` for root, `$XDG_RUNTIME_DIR/herd` otherwise, or
+/// `/tmp/herd-UID` where there is no runtime directory.
+fn default_base() -> PathBuf {
+    let uid = sys::own_uid();
+    if uid == 0 {
+        return PathBuf::from("/run/herd");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(runtime) if !runtime.is_empty() => PathBuf::from(runtime).join("herd"),
+        _ => PathBuf::from(format!("/tmp/herd-{uid}")),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut text = path.as_os_str().to_owned();
+    text.push(suffix);
+    PathBuf::from(text)
+}
+
+/// The pid file, locked: proof that this process is the one supervisor of
+/// its state directory. Held until `release` (or until the process dies,
+/// when the kernel drops the lock, which is how a stale one is recognised).
+pub struct PidLock {
+    file: File,
+    pub paths: StatePaths,
+}
+
+impl PidLock {
+    /// Takes the lock, or says who holds it. A stale directory (no lock
+    /// held) is taken over.
+    pub fn acquire(paths: &StatePaths) -> Result<PidLock, Failure> {
+        if let Some(dir) = &paths.dir {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Failure::io(format!("creating {}", dir.display()), &e))?;
+        }
+        let doing = || format!("locking {}", paths.pid.display());
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(&paths.pid)
+                .map_err(|e| Failure::io(doing(), &e))?;
+            if !sys::try_lock_exclusive(&file).map_err(|e| Failure::io(doing(), &e))? {
+                return Err(already_running(paths, &file));
+            }
+            // A supervisor that was exiting may have unlinked the file we
+            // opened just before we locked it: then lock the new one.
+            let opened = file.metadata().map_err(|e| Failure::io(doing(), &e))?;
+            match fs::metadata(&paths.pid) {
+                Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => {}
+                _ => continue,
+            }
+            let _ = fs::remove_file(&paths.socket);
+            return Ok(PidLock {
+                file,
+                paths: paths.clone(),
+            });
+        }
+    }
+
+    /// Writes the supervisor's pid (after the lock is held, so a reader that
+    /// finds the file locked and empty knows a start is under way).
+    pub fn write_pid(&self, pid: i32) -> Result<(), Failure> {
+        let doing = || format!("writing {}", self.paths.pid.display());
+        self.file.set_len(0).map_err(|e| Failure::io(doing(), &e))?;
+        self.file
+            .write_all_at(format!("{pid}\n").as_bytes(), 0)
+            .map_err(|e| Failure::io(doing(), &e))
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+
+    /// Removes the state files, then lets the lock go (unlinking while still
+    /// holding it, so no second supervisor can lock the old file and win).
+    pub fn release(self) {
+        let _ = fs::remove_file(&self.paths.socket);
+        if let Some(dir) = &self.paths.dir {
+            let _ = fs::remove_file(&self.paths.log);
+            let _ = fs::remove_file(&self.paths.pid);
+            let _ = fs::remove_dir(dir);
+        } else {
+            let _ = fs::remove_file(&self.paths.pid);
+        }
+    }
+}
+
+/// `NAME is already running (pid N)`; the pid is read with a short wait,
+/// since the winner of a race writes it just after taking the lock.
+fn already_running(paths: &StatePaths, file: &File) -> Failure {
+    let until = Instant::now() + Duration::from_millis(500);
+    let pid = loop {
+        let mut text = String::new();
+        let _ = (&*file).read_to_string(&mut text);
+        let _ = std::io::Seek::rewind(&mut &*file);
+        match text.trim().parse::<i32>() {
+            Ok(pid) => break Some(pid),
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break None,
+        }
+    };
+    let pid = pid.map_or("pid unknown".to_string(), |pid| format!("pid {pid}"));
+    Failure::message(format!("{} is already running ({pid})", paths.name))
+}
+
+/// Whether a supervisor holds `paths`' lock now, and its pid.
+pub fn running_pid(paths: &StatePaths) -> Option<i32> {
+    let file = File::open(&paths.pid).ok()?;
+    if !sys::is_locked(&file).ok()? {
+        return None;
+    }
+    fs::read_to_string(&paths.pid).ok()?.trim().parse().ok()
+}
+
+/// The write end of the pipe on which a detached supervisor tells the
+/// process that ran `herd start` how the start went.
+pub struct StartReport(OwnedFd);
+
+impl StartReport {
+    /// The group is ready: `herd start` exits 0.
+    pub fn ready(self) {
+        let _ = fd::write_all(self.0.as_fd(), b"ready\n");
+    }
+
+    /// The start failed: `herd start` prints `message` and exits `code`.
+    pub fn failed(self, code: u8, message: &str) {
+        let _ = fd::write_all(
+            self.0.as_fd(),
+            format!("failed {code} {message}\n").as_bytes(),
+        );
+    }
+}
+
+/// Detaches: fork, `setsid`, fork, chdir, umask, stdin from /dev/null,
+/// stdout and stderr to `log`, every other fd closed. Returns in the
+/// supervisor (with the report pipe) only; the process that called it waits
+/// for the report and exits with what it says.
+pub fn detach(
+    lock: &PidLock,
+    log: &Path,
+    umask: u32,
+    chdir: &Path,
+) -> Result<StartReport, Failure> {
+    let (report_read, report_write) = fd::pipe().map_err(|e| Failure::io("creating a pipe", &e))?;
+    let detaching = |e: std::io::Error| Failure::io("detaching", &e);
+    if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
+        drop(report_write);
+        std::process::exit(wait_for_report(report_read, &lock.paths.name, log).into());
+    }
+    drop(report_read);
+    sys::new_session().map_err(detaching)?;
+    if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
+        // The session leader goes, so the supervisor can never get a
+        // controlling terminal back.
+        sys::exit_now(0);
+    }
+    std::env::set_current_dir(chdir)
+        .map_err(|e| Failure::io(format!("changing to {}", chdir.display()), &e))?;
+    sys::set_umask(umask);
+    let null = File::open("/dev/null").map_err(|e| Failure::io("opening /dev/null", &e))?;
+    let log_file = open_log(log)?;
+    sys::redirect(null.as_fd(), 0).map_err(detaching)?;
+    sys::redirect(log_file.as_fd(), 1).map_err(detaching)?;
+    sys::redirect(log_file.as_fd(), 2).map_err(detaching)?;
+    drop((null, log_file));
+    sys::close_other_fds(&[lock.fd(), report_write.as_raw_fd()]).map_err(detaching)?;
+    Ok(StartReport(report_write))
+}
+
+/// Opens (or creates) the log for appending.
+pub fn open_log(path: &Path) -> Result<File, Failure> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Failure::io(format!("opening {}", path.display()), &e))
+}
+
+/// In the process that ran `herd start`: reads the supervisor's report and
+/// turns it into an exit code and, on failure, one line on stderr.
+fn wait_for_report(pipe: OwnedFd, name: &str, log: &Path) -> u8 {
+    let mut text = String::new();
+    let _ = File::from(pipe).read_to_string(&mut text);
+    if text.starts_with("ready") {
+        return 0;
+    }
+    if let Some(rest) = text.strip_prefix("failed ") {
+        let (code, message) = rest.trim_end().split_once(' ').unwrap_or((rest, ""));
+        crate::log::line(format_args!("{message}"));
+        return code.parse().unwrap_or(crate::error::EXIT_HERD_FAILED);
+    }
+    crate::log::line(format_args!(
+        "starting {name}: the supervisor ended before it was ready (see {})",
+        log.display()
+    ));
+    crate::error::EXIT_HERD_FAILED
+}
+
+/// What a supervisor serves besides its processes: the lock on its state
+/// directory (and so its control socket), the report `herd start` waits
+/// for, and the log it reopens on SIGUSR1.
+pub struct Service {
+    lock: Option<PidLock>,
+    report: Option<StartReport>,
+    log: Option<PathBuf>,
+    /// Why the supervisor stopped, for a `herd start` that never got ready.
+    pub stop_reason: Option<String>,
+}
+
+impl Service {
+    /// `herd run`: a state directory only if one was asked for.
+    pub fn foreground(target: &Target) -> Result<Service, Failure> {
+        let lock = match resolve_target(target)? {
+            Some(paths) => Some(PidLock::acquire(&paths)?),
+            None => None,
+        };
+        if let Some(lock) = &lock {
+            lock.write_pid(std::process::id() as i32)?;
+        }
+        Ok(Service {
+            lock,
+            report: None,
+            log: None,
+            stop_reason: None,
+        })
+    }
+
+    /// `herd start`: takes the lock (so a second start is refused at once,
+    /// on the caller's terminal), then detaches. Returns in the supervisor.
+    pub fn detached(target: &Target, settings: &Detach) -> Result<Service, Failure> {
+        let paths = resolve_target(target)?.expect("start requires a target");
+        let here = std::env::current_dir()
+            .map_err(|e| Failure::io("finding the current directory", &e))?;
+        let log = here.join(settings.log.as_ref().unwrap_or(&paths.log));
+        let chdir = here.join(settings.chdir.as_ref().unwrap_or(&here));
+        let lock = PidLock::acquire(&paths)?;
+        let report = detach(&lock, &log, settings.umask, &chdir)?;
+        lock.write_pid(std::process::id() as i32)?;
+        Ok(Service {
+            lock: Some(lock),
+            report: Some(report),
+            log: Some(log),
+            stop_reason: None,
+        })
+    }
+
+    pub fn paths(&self) -> Option<&StatePaths> {
+        self.lock.as_ref().map(|lock| &lock.paths)
+    }
+
+    /// Everything is started and ready: `herd start` may return.
+    pub fn ready(&mut self) {
+        if let Some(report) = self.report.take() {
+            report.ready();
+        }
+    }
+
+    /// On SIGUSR1: reopens the log (which logrotate has moved away) as
+    /// stdout and stderr. `false`: there is no log, the signal is the
+    /// processes'.
+    pub fn reopen_log(&self) -> bool {
+        let Some(path) = &self.log else { return false };
+        if let Ok(file) = open_log(path) {
+            let _ = sys::redirect(file.as_fd(), 1);
+            let _ = sys::redirect(file.as_fd(), 2);
+        }
+        true
+    }
+
+    /// The supervisor is done: tells a waiting `herd start` why, if it was
+    /// never ready, and removes the state files.
+    pub fn finish(mut self, result: &Result<u8, Failure>) {
+        if let Some(report) = self.report.take() {
+            let name = self.paths().map_or(String::new(), |p| p.name.clone());
+            let log = self
+                .log
+                .as_ref()
+                .map_or(String::new(), |l| l.display().to_string());
+            match result {
+                Err(failure) => report.failed(failure.exit_code, &failure.to_string()),
+                Ok(code) => {
+                    let reason = self.stop_reason.as_deref().unwrap_or("it stopped");
+                    let code = if *code == 0 {
+                        crate::error::EXIT_HERD_FAILED
+                    } else {
+                        *code
+                    };
+                    report.failed(
+                        code,
+                        &format!("{name} did not get ready: {reason} (see {log})"),
+                    );
+                }
+            }
+        }
+        if let Some(lock) = self.lock.take() {
+            lock.release();
+        }
+    }
+}
+
+/// The state paths a `--name`, `--state-dir` or `--pidfile` gives.
+pub fn resolve_target(target: &Target) -> Result<Option<StatePaths>, Failure> {
+    resolve(
+        target.name.as_deref(),
+        target.state_dir.as_deref(),
+        target.pidfile.as_deref(),
+    )
+}
