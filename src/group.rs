@@ -608,7 +608,7 @@ impl Group<'_> {
                 self.stop_group(Cause::Request);
             } else if signal != libc::SIGQUIT && !self.kill_everything {
                 self.sink.herd_line(&format!(
-                    "got {} again: killing everything",
+                    "got {} while stopping: killing everything",
                     signals::name(signal)
                 ));
                 self.kill_everything = true;

@@ -41,3 +41,37 @@ pub fn share_one_malloc_arena() {
     // thread exists. A 0 return (not applied) only costs memory.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
 }
+
+/// Where the first `byte` in `haystack` is: libc's `memchr`, which glibc
+/// vectorises. Finding newlines is most of an output reader's work.
+pub fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
+    // SAFETY: the pointer and length describe `haystack`, which memchr only
+    // reads; a non-null result points into it, so the offset is in range.
+    let found = unsafe { libc::memchr(haystack.as_ptr().cast(), i32::from(byte), haystack.len()) };
+    (!found.is_null()).then(|| found as usize - haystack.as_ptr() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_newline_at_every_position() {
+        for len in 0..40 {
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0x8b, 0x0b, 0x09, 0xff][i % 5])
+                .collect();
+            assert_eq!(find_byte(b'\n', &bytes), None, "{len}");
+            for at in 0..len {
+                bytes[at] = b'\n';
+                if at + 1 < len {
+                    // A later newline, and bytes that differ from it by one bit.
+                    bytes[len - 1] = b'\n';
+                }
+                assert_eq!(find_byte(b'\n', &bytes), Some(at), "{len} {at}");
+                bytes[at] = b'a';
+                bytes[len - 1] = b'a';
+            }
+        }
+    }
+}
