@@ -11,7 +11,7 @@ use crate::log::Verbose;
 use crate::output::{self, Sink, Style};
 use crate::procfile;
 use crate::signals;
-use crate::spec::{ProcessSpec, Ready, Restart};
+use crate::spec::{Defaults, ProcessSpec, Ready, Restart};
 use crate::supervisor::{self, describe, exit_code, next_event, Event, GROUP_POLL};
 use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, Reap, WaitStatus};
@@ -122,6 +122,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         sink,
         caller_mask,
         null,
+        defaults: args.defaults.clone(),
         verbose: Verbose(args.verbose),
         service,
     };
@@ -300,6 +301,8 @@ struct Group<'a> {
     sink: Arc<Sink>,
     caller_mask: SignalSet,
     null: File,
+    /// For the namespace sweep as PID 1: the stop signal and grace of `run`.
+    defaults: Defaults,
     verbose: Verbose,
 }
 
@@ -320,6 +323,15 @@ impl Group<'_> {
                 }
                 None => {}
             }
+        }
+        if process::own_pid() == 1 {
+            let defaults = &self.defaults;
+            supervisor::sweep_namespace(
+                events,
+                defaults.stop_signal,
+                defaults.grace,
+                self.verbose,
+            )?;
         }
         self.drain_output();
         Ok(self.exit_code())

@@ -80,7 +80,8 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         reclaim_terminal();
     }
     if is_init {
-        watch.sweep_namespace(&events)?;
+        let defaults = &args.defaults;
+        sweep_namespace(&events, defaults.stop_signal, defaults.grace, verbose)?;
     }
     Ok(exit_code(status))
 }
@@ -325,34 +326,48 @@ impl Watch<'_> {
         self.kill_at = None;
         self.killed = true;
     }
+}
 
-    /// As PID 1, herd's exit kills every process left in the namespace with
-    /// SIGKILL; give them the stop signal and the grace period first.
-    fn sweep_namespace(&mut self, events: &Receiver<Event>) -> Result<(), Failure> {
-        let signal = self.args.defaults.stop_signal;
-        if process::send_signal_to_all(signal).is_err() {
-            return Ok(());
-        }
-        self.verbose.note(format_args!(
-            "sent {} to every process left in the namespace",
-            signals::name(signal)
-        ));
-        let mut kill_at = Some(Instant::now() + self.args.defaults.grace);
-        while self.reap_all()? != Reap::NoChildren {
-            let now = Instant::now();
-            if kill_at.is_some_and(|at| at <= now) {
-                self.verbose.note(format_args!(
-                    "grace ran out: sending SIGKILL to every process left"
-                ));
-                let _ = process::send_signal_to_all(libc::SIGKILL);
-                kill_at = None;
+/// As PID 1, herd's exit kills every process left in the namespace with
+/// SIGKILL; give them `signal` and the `grace` period first, reaping them as
+/// they go.
+pub fn sweep_namespace(
+    events: &Receiver<Event>,
+    signal: i32,
+    grace: Duration,
+    verbose: Verbose,
+) -> Result<(), Failure> {
+    if process::send_signal_to_all(signal).is_err() {
+        return Ok(());
+    }
+    verbose.note(format_args!(
+        "sent {} to every process left in the namespace",
+        signals::name(signal)
+    ));
+    let mut kill_at = Some(Instant::now() + grace);
+    loop {
+        loop {
+            match process::reap_one().map_err(|e| Failure::io("reaping children", &e))? {
+                Reap::Changed(pid, status) => verbose.note(format_args!(
+                    "reaped adopted pid {pid} ({})",
+                    describe(status)
+                )),
+                Reap::NothingYet => break,
+                Reap::NoChildren => return Ok(()),
             }
-            let wait = kill_at.map_or(GROUP_POLL, |at| {
-                at.saturating_duration_since(now).min(GROUP_POLL)
-            });
-            next_event(events, Some(wait))?;
         }
-        Ok(())
+        let now = Instant::now();
+        if kill_at.is_some_and(|at| at <= now) {
+            verbose.note(format_args!(
+                "grace ran out: sending SIGKILL to every process left"
+            ));
+            let _ = process::send_signal_to_all(libc::SIGKILL);
+            kill_at = None;
+        }
+        let wait = kill_at.map_or(GROUP_POLL, |at| {
+            at.saturating_duration_since(now).min(GROUP_POLL)
+        });
+        next_event(events, Some(wait))?;
     }
 }
 

@@ -472,3 +472,18 @@ fn a_stopped_child_stops_herd_and_a_continued_herd_resumes_it() {
     terminal.expect_line("resumed");
     assert_eq!(terminal.wait().code(), Some(0), "{}", terminal.story());
 }
+
+#[test]
+fn as_pid_1_a_group_also_stops_processes_that_left_its_groups() {
+    let daemon = "d=setsid sh -c 'trap \"echo daemon got TERM; exit 0\" TERM
+            echo daemon ready; while :; do sleep 0.05; done' &
+        read line; exit 0";
+    let herd_path = herd_path();
+    let (mut namespace, _) = namespace_with_orphans(&[
+        herd_path, "run", "--color", "never", "--stdin", "d", "-c", daemon,
+    ]);
+    namespace.expect_line("daemon ready");
+    namespace.close_stdin();
+    namespace.expect_line("daemon got TERM");
+    assert_eq!(namespace.wait().code(), Some(0), "{}", namespace.story());
+}
