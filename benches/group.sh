@@ -273,7 +273,7 @@ commands = {
     "herd": "herd run --color never -c w='WRITER' --oneshot w > /dev/null",
     "herd --timestamps": "herd run --color never --timestamps -c w='WRITER' --oneshot w > /dev/null",
     "concurrently": "concurrently -n w 'WRITER' > /dev/null",
-    "honcho": "honcho start -f Procfile > /dev/null (Procfile: `w: WRITER`)",
+    "honcho": "honcho start -f Procfile > /dev/null",
 }
 
 def timed(argv, stdout=null):
@@ -361,7 +361,8 @@ for label, (size, _, _) in tools.items():
         f"{min(walls[label]):.2f}–{max(walls[label]):.2f}", f"{med(empties[label]):.3f}",
         f"{bound}{rate[label][0]:.0f}", f"{bound}{rate[label][1]:.2f}", f"{rate[label][2]:.0f}",
         f"{med(cpus[label]):.2f}")
-print("\nWRITER is `PYTHON writer.py SIZE` (64000-byte writes of 800 lines; PYTHON is the interpreter itself, not a shim). "
+print("\nWRITER is `PYTHON writer.py SIZE` (64000-byte writes of 800 lines; PYTHON is the "
+      "interpreter itself, not a shim); honcho's Procfile is `w: WRITER`. "
       "MB/s and M lines/s are SIZE over (wall − start-up), start-up being the median "
       "wall time of the same command with a 0-byte writer (for the writer alone, whose "
       "run is mostly its start-up, SIZE over the whole wall time: a lower bound). Every "

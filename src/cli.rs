@@ -148,6 +148,30 @@ pub const RUN_FLAGS: &[Flag] = &[
         "give herd's stdin to NAME (others get /dev/null)",
     ),
     flag(
+        None,
+        "stdin-pipe",
+        Some("NAME"),
+        "give NAME a pipe as stdin, fed by 'herd send'",
+    ),
+    flag(
+        None,
+        "name",
+        Some("NAME"),
+        "state directory $XDG_RUNTIME_DIR/herd/NAME (/run/herd/NAME as root)",
+    ),
+    flag(
+        None,
+        "state-dir",
+        Some("DIR"),
+        "state directory DIR (pid file, control socket, log)",
+    ),
+    flag(
+        None,
+        "pidfile",
+        Some("PATH"),
+        "lock PATH and write herd's pid to it",
+    ),
+    flag(
         Some('g'),
         "group-signal",
         None,
@@ -170,6 +194,12 @@ pub const RUN_FLAGS: &[Flag] = &[
 
 /// `herd start`'s own flags, besides every flag of `run`.
 pub const START_FLAGS: &[Flag] = &[
+    flag(
+        None,
+        "settle",
+        Some("SECS"),
+        "a process without a ready check is ready after SECS up (default 0.5)",
+    ),
     flag(
         None,
         "log",
@@ -242,6 +272,7 @@ pub struct Target {
 #[derive(Debug, PartialEq)]
 pub struct Detach {
     pub log: Option<PathBuf>,
+    pub settle: Duration,
     pub umask: u32,
     pub chdir: Option<PathBuf>,
 }
@@ -340,7 +371,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failur
         Some(Short('V') | Long("version")) => Ok(Request::Version),
         Some(Value(command)) if command == "run" => parse_run(&mut parser, false),
         Some(Value(command)) if command == "start" => {
-            if explicit_command || starts_a_group(&rest) {
+            let asks_help = rest.iter().any(|arg| arg == "-h" || arg == "--help");
+            if explicit_command || asks_help || starts_a_group(&rest) {
                 parse_run(&mut parser, true)
             } else {
                 parse_client(&mut parser, "start")
@@ -397,6 +429,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         target: Target::default(),
         detach: start.then_some(Detach {
             log: None,
+            settle: Duration::from_millis(500),
             umask: 0o022,
             chdir: None,
         }),
@@ -487,12 +520,13 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                 let value = text_value(parser, &flag)?;
                 set_target(&mut run.target, &flag, value)?;
             }
-            Long("log" | "umask" | "chdir") if start => {
+            Long("log" | "umask" | "chdir" | "settle") if start => {
                 let value = text_value(parser, &flag)?;
                 let detach = run.detach.as_mut().expect("start has detach settings");
                 match flag.as_str() {
                     "log" => detach.log = Some(value.into()),
                     "chdir" => detach.chdir = Some(value.into()),
+                    "settle" => detach.settle = seconds("settle", &value)?,
                     _ => {
                         detach.umask = u32::from_str_radix(&value, 8)
                             .ok()
@@ -739,7 +773,12 @@ fn main_help() -> String {
 
 fn run_help(start: bool) -> String {
     let start_options = if start {
-        format!("\nOptions of start:\n{}", options_text(START_FLAGS))
+        format!(
+            "\nOptions of start:\n{}\n\
+             'herd start PROCESS TARGET' (no -c, -f or --) starts one stopped process\n\
+             of a running group; see 'herd status --help'.\n",
+            options_text(START_FLAGS)
+        )
     } else {
         String::new()
     };

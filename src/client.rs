@@ -2,8 +2,8 @@
 //! restart, signal, send and reload.
 
 use crate::cli::{Action, ClientArgs};
-use crate::control::Client;
-use crate::daemon::{self, StatePaths};
+use crate::control::{self, Client};
+use crate::daemon::{self, Liveness, StatePaths};
 use crate::error::Failure;
 use crate::wire;
 use std::io::{Read, Write};
@@ -30,7 +30,12 @@ pub fn run(args: ClientArgs) -> Result<u8, Failure> {
             timeout,
             process: None,
         } => {
-            client.request(&[("command", "stop")])?;
+            // The supervisor may be gone before its reply is written: that
+            // is the stop, done.
+            match client.request(&[("command", "stop")]) {
+                Err(failure) if failure.cause == control::CLOSED => {}
+                other => drop(other?),
+            }
             wait_until_gone(&paths, timeout)
         }
         Action::Stop {
@@ -84,7 +89,7 @@ fn wait_until_gone(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure>
         std::process::exit(130);
     });
     let until = Instant::now() + timeout;
-    while daemon::running_pid(paths).is_some() {
+    while daemon::liveness(paths) != Liveness::NotRunning {
         if Instant::now() >= until {
             crate::log::line(format_args!(
                 "stop: {} still running after {}s",
@@ -99,9 +104,16 @@ fn wait_until_gone(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure>
 }
 
 fn status(paths: &StatePaths, json: bool) -> Result<u8, Failure> {
-    let Some(pid) = daemon::running_pid(paths) else {
-        crate::log::line(format_args!("{} is not running", paths.name));
-        return Ok(STATUS_NOT_RUNNING);
+    let pid = match daemon::liveness(paths) {
+        Liveness::NotRunning => {
+            crate::log::line(format_args!("{} is not running", paths.name));
+            return Ok(STATUS_NOT_RUNNING);
+        }
+        Liveness::Unknown(why) => {
+            crate::log::line(format_args!("reading {}: {why}", paths.pid.display()));
+            return Ok(STATUS_UNKNOWN);
+        }
+        Liveness::Running(pid) => pid,
     };
     let fields = match Client::connect(paths).and_then(|client| match client {
         Some(mut client) => client.request(&[("command", "status")]),
@@ -109,10 +121,7 @@ fn status(paths: &StatePaths, json: bool) -> Result<u8, Failure> {
     }) {
         Ok(fields) => fields,
         Err(failure) => {
-            crate::log::line(format_args!(
-                "status of {} (pid {pid}): {failure}",
-                paths.name
-            ));
+            crate::log::line(format_args!("status of {}: {failure}", paths.name));
             return Ok(STATUS_UNKNOWN);
         }
     };
@@ -208,7 +217,7 @@ fn status_table(rows: &[Row]) -> String {
     text
 }
 
-fn status_json(name: &str, pid: i32, rows: &[Row]) -> String {
+fn status_json(name: &str, pid: Option<i32>, rows: &[Row]) -> String {
     let processes: Vec<String> = rows
         .iter()
         .map(|row| {
@@ -234,6 +243,7 @@ fn status_json(name: &str, pid: i32, rows: &[Row]) -> String {
             )
         })
         .collect();
+    let pid = pid.map_or("null".to_string(), |pid| pid.to_string());
     format!(
         "{{\"name\":{},\"pid\":{pid},\"processes\":[{}]}}\n",
         json_string(name),
@@ -285,7 +295,7 @@ mod tests {
 
     #[test]
     fn json_is_escaped_and_typed() {
-        let text = status_json("g\"1", 7, &[row("web", "120")]);
+        let text = status_json("g\"1", Some(7), &[row("web", "120")]);
         assert_eq!(
             text,
             "{\"name\":\"g\\\"1\",\"pid\":7,\"processes\":[{\"name\":\"web\",\"state\":\"running\",\

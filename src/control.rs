@@ -23,6 +23,12 @@ pub const VERSION: &str = "1";
 /// its own, so until then it holds up nobody else.
 const IDLE_CLIENT: Duration = Duration::from_secs(10);
 
+/// What a client says when the supervisor closed the connection unasked.
+pub const CLOSED: &str = "it closed the connection";
+
+/// How long a client waits for any one reply.
+const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
+
 /// What a client asks the supervisor loop to do.
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -155,7 +161,8 @@ fn check_hello(frame: &Frame) -> Result<(), String> {
     match wire::field(&fields, "version") {
         Some(VERSION) => Ok(()),
         other => Err(format!(
-            "protocol version {other:?} is not supported (herd speaks {VERSION})"
+            "protocol version {} is not supported (herd speaks {VERSION})",
+            other.unwrap_or("(none given)")
         )),
     }
 }
@@ -285,6 +292,8 @@ impl Client {
                 ))
             }
         };
+        // A supervisor that never answers must not hang a script forever.
+        let _ = stream.set_read_timeout(Some(CLIENT_PATIENCE));
         let mut client = Client {
             stream,
             decoder: Decoder::new(),
@@ -308,7 +317,9 @@ impl Client {
 
     fn exchange(&mut self, kind: u8, body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
         let failed = |e: &io::Error| Failure::io("talking to the supervisor", e);
-        write_frame(&mut self.stream, kind, body).map_err(|e| failed(&e))?;
+        // A supervisor that refuses a client answers and closes at once: the
+        // write may then fail, but its answer is waiting to be read.
+        let written = write_frame(&mut self.stream, kind, body);
         let mut buffer = [0u8; 8192];
         let frame = loop {
             match self.decoder.next_frame() {
@@ -320,13 +331,11 @@ impl Client {
             }
             match self.stream.read(&mut buffer) {
                 Ok(0) => {
-                    return Err(Failure::new(
-                        "talking to the supervisor",
-                        "it closed the connection",
-                    ))
+                    written.map_err(|e| failed(&e))?;
+                    return Err(Failure::new("talking to the supervisor", CLOSED));
                 }
                 Ok(n) => self.decoder.feed(&buffer[..n]),
-                Err(e) => return Err(failed(&e)),
+                Err(e) => return Err(failed(written.err().as_ref().unwrap_or(&e))),
             }
         };
         let fields = wire::parse_fields(&frame.body)

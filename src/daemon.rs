@@ -24,6 +24,18 @@ pub struct StatePaths {
     pub log: PathBuf,
 }
 
+impl StatePaths {
+    fn relative_to(self, base: &Path) -> StatePaths {
+        StatePaths {
+            name: self.name,
+            dir: self.dir.map(|dir| base.join(dir)),
+            pid: base.join(self.pid),
+            socket: base.join(self.socket),
+            log: base.join(self.log),
+        }
+    }
+}
+
 /// Resolves `--name`, `--state-dir` and `--pidfile`. `None`: none given.
 pub fn resolve(
     name: Option<&str>,
@@ -99,6 +111,11 @@ impl PidLock {
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| Failure::io(format!("creating {}", dir.display()), &e))?;
+            check_private(dir)?;
+            let shared_base = default_base();
+            if shared_base.starts_with("/tmp") && dir.parent() == Some(shared_base.as_path()) {
+                check_private(&shared_base)?;
+            }
         }
         let doing = || format!("locking {}", paths.pid.display());
         loop {
@@ -144,16 +161,40 @@ impl PidLock {
 
     /// Removes the state files, then lets the lock go (unlinking while still
     /// holding it, so no second supervisor can lock the old file and win).
-    pub fn release(self) {
+    /// `clean`: the supervisor ended well, and its log in the state
+    /// directory goes too; otherwise the log stays for the user to read.
+    pub fn release(self, clean: bool) {
+        self.remove_files(clean);
+        // The lock goes when the process ends, not before: whoever waits for
+        // it to go (`herd stop`, a failed `herd start`) then knows the
+        // supervisor is gone, not just finishing.
+        std::mem::forget(self.file);
+    }
+
+    fn remove_files(&self, clean: bool) {
         let _ = fs::remove_file(&self.paths.socket);
+        let _ = fs::remove_file(&self.paths.pid);
         if let Some(dir) = &self.paths.dir {
-            let _ = fs::remove_file(&self.paths.log);
-            let _ = fs::remove_file(&self.paths.pid);
+            if clean {
+                let _ = fs::remove_file(&self.paths.log);
+            }
             let _ = fs::remove_dir(dir);
-        } else {
-            let _ = fs::remove_file(&self.paths.pid);
         }
     }
+}
+
+/// A state directory (and a base under /tmp, where anyone may create one
+/// first) must be this user's and writable by nobody else.
+fn check_private(dir: &Path) -> Result<(), Failure> {
+    let meta =
+        fs::metadata(dir).map_err(|e| Failure::io(format!("checking {}", dir.display()), &e))?;
+    if meta.uid() != sys::own_uid() || meta.mode() & 0o022 != 0 {
+        return Err(Failure::new(
+            format!("checking {}", dir.display()),
+            "it belongs to another user or others may write to it",
+        ));
+    }
+    Ok(())
 }
 
 /// `NAME is already running (pid N)`; the pid is read with a short wait,
@@ -174,13 +215,34 @@ fn already_running(paths: &StatePaths, file: &File) -> Failure {
     Failure::message(format!("{} is already running ({pid})", paths.name))
 }
 
-/// Whether a supervisor holds `paths`' lock now, and its pid.
-pub fn running_pid(paths: &StatePaths) -> Option<i32> {
-    let file = File::open(&paths.pid).ok()?;
-    if !sys::is_locked(&file).ok()? {
-        return None;
+/// What the pid file says about a supervisor.
+#[derive(Debug, PartialEq)]
+pub enum Liveness {
+    /// Nobody holds the lock (or there is no pid file).
+    NotRunning,
+    /// The lock is held; the pid, once the supervisor has written it.
+    Running(Option<i32>),
+    /// The pid file cannot be read.
+    Unknown(String),
+}
+
+/// Whether a supervisor holds `paths`' lock now.
+pub fn liveness(paths: &StatePaths) -> Liveness {
+    let file = match File::open(&paths.pid) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Liveness::NotRunning,
+        Err(e) => return Liveness::Unknown(crate::error::describe(&e)),
+    };
+    match sys::is_locked(&file) {
+        Ok(false) => Liveness::NotRunning,
+        Ok(true) => {
+            let pid = fs::read_to_string(&paths.pid)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            Liveness::Running(pid)
+        }
+        Err(e) => Liveness::Unknown(crate::error::describe(&e)),
     }
-    fs::read_to_string(&paths.pid).ok()?.trim().parse().ok()
 }
 
 /// The write end of the pipe on which a detached supervisor tells the
@@ -216,9 +278,30 @@ pub fn detach(
     let detaching = |e: std::io::Error| Failure::io("detaching", &e);
     if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
         drop(report_write);
-        std::process::exit(wait_for_report(report_read, &lock.paths.name, log).into());
+        std::process::exit(wait_for_report(report_read, &lock.paths, log).into());
     }
     drop(report_read);
+    match become_daemon(lock, log, umask, chdir, &report_write) {
+        Ok(()) => Ok(StartReport(report_write)),
+        Err(failure) => {
+            // The caller is waiting for the report, not for this process:
+            // tell it, and leave no state behind.
+            lock.remove_files(false);
+            StartReport(report_write).failed(failure.exit_code, &failure.to_string());
+            sys::exit_now(failure.exit_code.into());
+        }
+    }
+}
+
+/// The detached half of `detach`, in the first child.
+fn become_daemon(
+    lock: &PidLock,
+    log: &Path,
+    umask: u32,
+    chdir: &Path,
+    report: &OwnedFd,
+) -> Result<(), Failure> {
+    let detaching = |e: std::io::Error| Failure::io("detaching", &e);
     sys::new_session().map_err(detaching)?;
     if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
         // The session leader goes, so the supervisor can never get a
@@ -234,8 +317,7 @@ pub fn detach(
     sys::redirect(log_file.as_fd(), 1).map_err(detaching)?;
     sys::redirect(log_file.as_fd(), 2).map_err(detaching)?;
     drop((null, log_file));
-    sys::close_other_fds(&[lock.fd(), report_write.as_raw_fd()]).map_err(detaching)?;
-    Ok(StartReport(report_write))
+    sys::close_other_fds(&[lock.fd(), report.as_raw_fd()]).map_err(detaching)
 }
 
 /// Opens (or creates) the log for appending.
@@ -250,7 +332,7 @@ pub fn open_log(path: &Path) -> Result<File, Failure> {
 
 /// In the process that ran `herd start`: reads the supervisor's report and
 /// turns it into an exit code and, on failure, one line on stderr.
-fn wait_for_report(pipe: OwnedFd, name: &str, log: &Path) -> u8 {
+fn wait_for_report(pipe: OwnedFd, paths: &StatePaths, log: &Path) -> u8 {
     let mut text = String::new();
     let _ = File::from(pipe).read_to_string(&mut text);
     if text.starts_with("ready") {
@@ -259,10 +341,17 @@ fn wait_for_report(pipe: OwnedFd, name: &str, log: &Path) -> u8 {
     if let Some(rest) = text.strip_prefix("failed ") {
         let (code, message) = rest.trim_end().split_once(' ').unwrap_or((rest, ""));
         crate::log::line(format_args!("{message}"));
+        // So that a script may try again at once: the failed supervisor
+        // holds its lock until it has exited.
+        let until = Instant::now() + Duration::from_secs(5);
+        while liveness(paths) != Liveness::NotRunning && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         return code.parse().unwrap_or(crate::error::EXIT_HERD_FAILED);
     }
     crate::log::line(format_args!(
-        "starting {name}: the supervisor ended before it was ready (see {})",
+        "starting {}: the supervisor ended before it was ready (see {})",
+        paths.name,
         log.display()
     ));
     crate::error::EXIT_HERD_FAILED
@@ -274,6 +363,9 @@ fn wait_for_report(pipe: OwnedFd, name: &str, log: &Path) -> u8 {
 pub struct Service {
     lock: Option<PidLock>,
     report: Option<StartReport>,
+    /// `herd start --settle`: how long a process without a ready check must
+    /// stay up before the start counts as a success.
+    pub settle: Duration,
     log: Option<PathBuf>,
     /// Why the supervisor stopped, for a `herd start` that never got ready.
     pub stop_reason: Option<String>,
@@ -292,6 +384,7 @@ impl Service {
         Ok(Service {
             lock,
             report: None,
+            settle: Duration::ZERO,
             log: None,
             stop_reason: None,
         })
@@ -300,9 +393,12 @@ impl Service {
     /// `herd start`: takes the lock (so a second start is refused at once,
     /// on the caller's terminal), then detaches. Returns in the supervisor.
     pub fn detached(target: &Target, settings: &Detach) -> Result<Service, Failure> {
-        let paths = resolve_target(target)?.expect("start requires a target");
         let here = std::env::current_dir()
             .map_err(|e| Failure::io("finding the current directory", &e))?;
+        // Absolute before --chdir moves the supervisor elsewhere.
+        let paths = resolve_target(target)?
+            .expect("start requires a target")
+            .relative_to(&here);
         let log = here.join(settings.log.as_ref().unwrap_or(&paths.log));
         let chdir = here.join(settings.chdir.as_ref().unwrap_or(&here));
         let lock = PidLock::acquire(&paths)?;
@@ -311,6 +407,7 @@ impl Service {
         Ok(Service {
             lock: Some(lock),
             report: Some(report),
+            settle: settings.settle,
             log: Some(log),
             stop_reason: None,
         })
@@ -318,6 +415,11 @@ impl Service {
 
     pub fn paths(&self) -> Option<&StatePaths> {
         self.lock.as_ref().map(|lock| &lock.paths)
+    }
+
+    /// Whether a `herd start` still waits to hear that the group is ready.
+    pub fn awaits_report(&self) -> bool {
+        self.report.is_some()
     }
 
     /// Everything is started and ready: `herd start` may return.
@@ -342,6 +444,7 @@ impl Service {
     /// The supervisor is done: tells a waiting `herd start` why, if it was
     /// never ready, and removes the state files.
     pub fn finish(mut self, result: &Result<u8, Failure>) {
+        let clean = matches!(result, Ok(0)) && self.report.is_none();
         if let Some(report) = self.report.take() {
             let name = self.paths().map_or(String::new(), |p| p.name.clone());
             let log = self
@@ -365,7 +468,7 @@ impl Service {
             }
         }
         if let Some(lock) = self.lock.take() {
-            lock.release();
+            lock.release(clean);
         }
     }
 }

@@ -391,6 +391,9 @@ impl Group<'_> {
                 _ => {}
             }
         }
+        if let Some(at) = self.settled_at() {
+            earliest(at);
+        }
         wakeup.map(|at| at.saturating_duration_since(now))
     }
 
@@ -404,7 +407,30 @@ impl Group<'_> {
                 _ => return,
             }
         }
-        self.service.ready();
+        if self.settled_at().is_some_and(|at| at <= Instant::now()) {
+            self.service.ready();
+        }
+    }
+
+    /// When a waiting `herd start` may be told the group is ready: every
+    /// process ready, and those without a ready check up for the settle time
+    /// (so that a command that fails at once fails the start). `None`: not
+    /// while some process is not running.
+    fn settled_at(&self) -> Option<Instant> {
+        if !self.service.awaits_report() || self.next_to_start < self.procs.len() {
+            return None;
+        }
+        let mut settled = Instant::now();
+        for proc in &self.procs {
+            match proc.state {
+                State::Running if proc.spec.ready == Ready::Started => {
+                    settled = settled.max(proc.started_at + self.service.settle)
+                }
+                State::Running | State::Done | State::Stopped => {}
+                _ => return None,
+            }
+        }
+        Some(settled)
     }
 
     /// Starts (or restarts) a process. One that cannot be started counts as
@@ -674,7 +700,7 @@ impl Group<'_> {
             },
             Command::Status | Command::Stop | Command::Reload => 0,
         };
-        if self.stopping && !matches!(command, Command::Status | Command::Stop) {
+        if self.stopping && !matches!(command, Command::Status | Command::Stop | Command::Reload) {
             return Reply::Error("the group is stopping".to_string());
         }
         let ok = || Reply::Ok(Vec::new());

@@ -59,7 +59,6 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     // After the spawn: the child's exec overlaps the thread's start, and a
     // signal that comes first waits, blocked, until the thread takes it.
     let events = start_event_sources(service)?;
-    service.ready();
     verbose.note(format_args!(
         "spawned pid {pid}: {}",
         args.command[0].to_string_lossy()
@@ -69,7 +68,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         status: None,
         kill_at: None,
         killed: false,
-        started: std::time::Instant::now(),
+        started: Instant::now(),
         args: &args,
         verbose,
         has_terminal: take_terminal,
@@ -184,7 +183,18 @@ impl Watch<'_> {
             if self.kill_at.is_some_and(|at| at <= now) {
                 self.kill_group();
             }
+            // A waiting `herd start` hears "ready" once the command has
+            // stayed up for the settle time; if it exits first, the start
+            // fails with its status.
+            let report_at = self.started + self.service.settle;
+            if self.status.is_none() && self.service.awaits_report() && report_at <= now {
+                self.service.ready();
+            }
             let mut wait = self.kill_at.map(|at| at.saturating_duration_since(now));
+            if self.status.is_none() && self.service.awaits_report() {
+                let until_report = report_at.saturating_duration_since(now);
+                wait = Some(wait.map_or(until_report, |w| w.min(until_report)));
+            }
             if self.status.is_some() {
                 wait = Some(wait.map_or(GROUP_POLL, |w| w.min(GROUP_POLL)));
             }
@@ -222,6 +232,8 @@ impl Watch<'_> {
 
     fn child_exited(&mut self, status: WaitStatus) {
         self.status = Some(status);
+        let name = self.args.command[0].to_string_lossy();
+        self.service.stop_reason = Some(format!("{name} ended ({})", describe(status)));
         self.verbose.note(format_args!(
             "reaped pid {} ({})",
             self.pid,

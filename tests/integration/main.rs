@@ -1,6 +1,7 @@
 //! Integration tests: every behaviour that forks, signals or reaps is checked
 //! through the real herd binary.
 
+mod control;
 mod group;
 mod run;
 mod util;

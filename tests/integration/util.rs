@@ -337,3 +337,63 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// Whether `pid` is a live process: it exists and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    process_state(pid).is_some_and(|state| state != 'Z')
+}
+
+/// SIGKILLs `pid` and every descendant of it. `pid` is stopped first, so
+/// that it can neither react to its children's deaths nor start new ones.
+pub fn kill_with_tree(pid: u32) {
+    let signal = |name: &str| {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("STOP");
+    kill_tree(pid);
+    signal("KILL");
+}
+
+/// The live processes whose environment holds `entry` (`KEY=VALUE`): a
+/// test that gives what it starts a unique entry finds all of it, however
+/// deep, and nothing else.
+pub fn processes_with_env(entry: &str) -> Vec<u32> {
+    let Ok(listing) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<u32> = listing
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| environ.split(|&b| b == 0).any(|e| e == entry.as_bytes()))
+        })
+        .filter(|&pid| is_alive(pid))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Whether some process holds a flock(2) lock on `path`, from /proc/locks.
+pub fn is_flocked(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = fs::metadata(path) else {
+        return false;
+    };
+    let dev = metadata.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let file = format!("{major:02x}:{minor:02x}:{}", metadata.ino());
+    fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.contains("->"))
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&file.as_str())
+        })
+}
