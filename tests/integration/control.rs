@@ -316,6 +316,18 @@ fn a_start_whose_command_is_not_found_fails_with_127_and_leaves_nothing() {
 }
 
 #[test]
+fn without_a_ready_check_a_command_that_dies_at_once_fails_the_start() {
+    // --settle (0.5 s by default): a process without a ready check must
+    // stay up that long before herd start reports success.
+    let herd = Herd::new("settle");
+    let outcome = run_to_end(&mut herd.start(&["-c", "web=no-such-cmd-xyz"]));
+    assert_failed_start(&herd, &outcome, 127, "web ended (exit 127)");
+    let single = Herd::new("settle-single");
+    let outcome = run_to_end(&mut single.start(&["--", "sh", "-c", "exit 4"]));
+    assert_failed_start(&single, &outcome, 4, "sh ended (exit 4)");
+}
+
+#[test]
 fn a_start_whose_ready_check_times_out_fails_with_124_and_leaves_nothing() {
     let herd = Herd::new("timeout");
     let outcome = run_to_end(&mut herd.start(&[
