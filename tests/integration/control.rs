@@ -607,8 +607,7 @@ fn send_writes_to_a_stdin_pipe_from_an_argument_or_from_stdin() {
     let mut send = Running::start(&mut herd.client(&["send", "in", "-"]));
     send.write_stdin("hello from stdin\nand a second line\n");
     send.close_stdin();
-    let status = send.wait();
-    let outcome = send.outcome(status);
+    let outcome = send.finish();
     herd.check(&outcome, outcome.code() == 0, "send -");
     wait_until(
         "stdin's lines in the log",
@@ -980,7 +979,7 @@ fn a_client_speaking_the_protocol_gets_hello_and_status() {
 #[test]
 fn run_with_a_state_dir_serves_clients_and_is_refused_a_second_time() {
     let herd = Herd::new("foreground");
-    let mut running = Running::start(&mut herd.run(&["-c", SLEEPS]));
+    let running = Running::start(&mut herd.run(&["-c", SLEEPS]));
     herd.wait_for_status("s running", |t| state_of(t, "s") == "running");
     herd.ensure(
         herd.pid_in_file() == Some(running.pid()),
@@ -998,8 +997,7 @@ fn run_with_a_state_dir_serves_clients_and_is_refused_a_second_time() {
 
     let outcome = herd.ask(&["stop"]);
     herd.check(&outcome, outcome.code() == 0, "herd stop");
-    let status = running.wait();
-    let outcome = running.outcome(status);
+    let outcome = running.finish();
     herd.check(&outcome, outcome.code() == 0, "herd run stopped on request");
     herd.check(
         &outcome,

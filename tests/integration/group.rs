@@ -51,8 +51,7 @@ fn processes_start_in_order_and_a_ready_check_holds_back_the_rest() {
     ]));
     herd.expect_line("c    | c up");
     herd.signal("TERM");
-    let status = herd.wait();
-    let outcome = herd.outcome(status);
+    let outcome = herd.finish();
     assert_in_order(
         &outcome,
         &["a started", "a is ready", "b started", "c started"],
@@ -74,8 +73,7 @@ fn the_group_stops_in_reverse_order_each_waited_for() {
     herd.expect_line("a    | up");
     herd.expect_line("b    | up");
     herd.signal("TERM");
-    let status = herd.wait();
-    let outcome = herd.outcome(status);
+    let outcome = herd.finish();
     assert_in_order(
         &outcome,
         &[
@@ -102,8 +100,7 @@ fn parallel_stop_asks_every_process_at_once() {
     herd.expect_line("a    | up");
     herd.expect_line("b    | up");
     herd.signal("TERM");
-    let status = herd.wait();
-    let outcome = herd.outcome(status);
+    let outcome = herd.finish();
     let first_stopped = position(&outcome, "| stopped");
     outcome.check(
         position(&outcome, "a    | stopping") < first_stopped,
@@ -167,8 +164,7 @@ fn restarts_back_off_doubling_up_to_the_cap_then_give_up() {
         "f=exit 1",
     ]));
     let starts = arrivals(&mut herd, "f started", 5);
-    let status = herd.wait();
-    let outcome = herd.outcome(status);
+    let outcome = herd.finish();
     let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     for (gap, expected_ms) in gaps.iter().zip([100, 200, 400, 400]) {
         let expected = Duration::from_millis(expected_ms);
@@ -242,8 +238,7 @@ fn a_oneshot_exiting_0_leaves_the_others_running() {
     // The group is still running: a request stops it, and only then.
     herd.signal("TERM");
     herd.expect_line("got SIGTERM: stopping");
-    let status = herd.wait();
-    let outcome = herd.outcome(status);
+    let outcome = herd.finish();
     outcome.check(outcome.code() == 0, "a clean stop");
 }
 
@@ -414,8 +409,7 @@ fn a_tcp_ready_check_passes_once_the_port_listens() {
     ]));
     herd.expect_line("client | after ready");
     herd.signal("TERM");
-    let status = herd.wait();
-    let outcome = herd.outcome(status);
+    let outcome = herd.finish();
     assert_in_order(
         &outcome,
         &["web    | listening", "web is ready", "client started"],

@@ -24,9 +24,7 @@ pub fn herd() -> Command {
 
 /// Runs a command to completion with a deadline; returns status, stdout, stderr.
 pub fn run_to_end(command: &mut Command) -> Outcome {
-    let mut running = Running::start(command);
-    let status = running.wait();
-    running.outcome(status)
+    Running::start(command).finish()
 }
 
 pub struct Outcome {
@@ -193,6 +191,12 @@ impl Running {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Waits for the exit, then for stdout and stderr to close.
+    pub fn finish(mut self) -> Outcome {
+        let status = self.wait();
+        self.outcome(status)
     }
 
     /// Waits for the exit and for stdout and stderr to close.
