@@ -157,7 +157,7 @@ fn check_hello(frame: &Frame) -> Result<(), String> {
     if frame.kind != kind::HELLO {
         return Err("the first frame must be hello".to_string());
     }
-    let fields = wire::parse_fields(&frame.body)?;
+    let fields = wire::parse_fields(frame.body)?;
     match wire::field(&fields, "version") {
         Some(VERSION) => Ok(()),
         other => Err(format!(
@@ -171,7 +171,7 @@ fn check_hello(frame: &Frame) -> Result<(), String> {
 fn answer(frame: Frame, events: &SyncSender<Event>) -> (u8, Vec<u8>) {
     let (command, input) = match frame.kind {
         kind::REQUEST => {
-            match wire::parse_fields(&frame.body).and_then(|f| Command::from_fields(&f)) {
+            match wire::parse_fields(frame.body).and_then(|f| Command::from_fields(&f)) {
                 Ok(command) => (command, Vec::new()),
                 Err(why) => return (kind::ERROR, error_body(&why)),
             }
@@ -338,7 +338,7 @@ impl Client {
                 Err(e) => return Err(failed(written.err().as_ref().unwrap_or(&e))),
             }
         };
-        let fields = wire::parse_fields(&frame.body)
+        let fields = wire::parse_fields(frame.body)
             .map_err(|why| Failure::new("reading the supervisor's reply", why))?;
         match frame.kind {
             kind::OK | kind::HELLO => Ok(fields),
