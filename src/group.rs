@@ -61,16 +61,22 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
             ));
         }
     }
-    if args.subreaper && process::own_pid() != 1 {
-        process::become_subreaper()
-            .map_err(|e| Failure::io("registering as child subreaper", &e))?;
+    let is_init = supervisor::adopt_orphans(args.subreaper)?;
+    if let Some(base) = args.port_base {
+        let last = u32::from(base) + 100 * (specs.len() as u32 - 1);
+        if last > u32::from(u16::MAX) {
+            return Err(Failure::new(
+                "reading arguments",
+                format!("--port-base {base}: the last process would get PORT={last}"),
+            ));
+        }
     }
     let name_width = specs
         .iter()
         .map(|s| s.name.len())
-        .chain([4])
+        .chain([output::HERD.len()])
         .max()
-        .unwrap_or(4);
+        .unwrap_or_default();
     let color = output::use_color(
         args.color,
         std::io::stdout().is_terminal(),
@@ -123,6 +129,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         caller_mask,
         null,
         defaults: args.defaults.clone(),
+        is_init,
         verbose: Verbose(args.verbose),
         service,
     };
@@ -303,6 +310,7 @@ struct Group<'a> {
     null: File,
     /// For the namespace sweep as PID 1: the stop signal and grace of `run`.
     defaults: Defaults,
+    is_init: bool,
     verbose: Verbose,
 }
 
@@ -324,7 +332,7 @@ impl Group<'_> {
                 None => {}
             }
         }
-        if process::own_pid() == 1 {
+        if self.is_init {
             let defaults = &self.defaults;
             supervisor::sweep_namespace(
                 events,

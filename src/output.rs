@@ -49,7 +49,7 @@ const PALETTE: [&str; 6] = [
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 /// The name on herd's own lines.
-const HERD: &str = "herd";
+pub const HERD: &str = "herd";
 
 /// `--color`: whether names are coloured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,11 +36,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     // and signals reach only the signal thread's sigwaitinfo.
     let caller_mask = signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
     let verbose = Verbose(args.verbose);
-    let is_init = process::own_pid() == 1;
-    if args.subreaper && !is_init {
-        process::become_subreaper()
-            .map_err(|e| Failure::io("registering as child subreaper", &e))?;
-    }
+    let is_init = adopt_orphans(args.subreaper)?;
     let take_terminal = process::owns_terminal();
     let pid = spawn(
         &args.command,
@@ -83,6 +79,18 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         sweep_namespace(&events, defaults.stop_signal, defaults.grace, verbose)?;
     }
     Ok(exit_code(status))
+}
+
+/// Makes herd the reaper of orphaned descendants: as PID 1 it already is;
+/// otherwise it registers as a child subreaper, unless `--no-subreaper`.
+/// Returns whether herd is PID 1.
+pub fn adopt_orphans(subreaper: bool) -> Result<bool, Failure> {
+    let is_init = process::own_pid() == 1;
+    if subreaper && !is_init {
+        process::become_subreaper()
+            .map_err(|e| Failure::io("registering as child subreaper", &e))?;
+    }
+    Ok(is_init)
 }
 
 /// The exit code that tells what happened to the child: its own code, or

@@ -508,3 +508,21 @@ fn other_signals_reach_every_process_group() {
     herd.signal("TERM");
     herd.wait();
 }
+
+#[test]
+fn a_port_base_that_overflows_is_refused_before_anything_starts() {
+    let outcome = run_to_end(&mut group(&[
+        "--port-base",
+        "65500",
+        "-c",
+        "a=true",
+        "-c",
+        "b=true",
+    ]));
+    outcome.check(outcome.code() == 125, "exit code");
+    outcome.check(
+        outcome.stderr == "herd: reading arguments: --port-base 65500: the last process would get PORT=65600\n",
+        "message",
+    );
+    outcome.check(outcome.stdout.is_empty(), "something started");
+}
