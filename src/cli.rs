@@ -446,17 +446,10 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         match arg {
             Short('c') | Long("command") => {
                 let given = text_value(parser, &flag)?;
-                let (name, command) = split_named(&given).ok_or_else(|| {
+                let (name, command) = given.split_once('=').ok_or_else(|| {
                     value_failure("command", format!("'{given}' is not NAME=SHELLCMD"))
                 })?;
-                if !spec::valid_name(name) {
-                    return Err(value_failure(
-                        "command",
-                        format!(
-                            "'{name}' is not a valid process name (letters, digits, '_', '.', '-')"
-                        ),
-                    ));
-                }
+                spec::check_name(name).map_err(|why| value_failure("command", why))?;
                 run.sources.push(Source::Command {
                     name: name.to_string(),
                     command: command.to_string(),
@@ -564,13 +557,10 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
 
 fn set_target(target: &mut Target, flag: &str, value: String) -> Result<(), Failure> {
     match flag {
-        "name" if !spec::valid_name(&value) => {
-            return Err(value_failure(
-                "name",
-                format!("'{value}' is not a valid name (letters, digits, '_', '.', '-')"),
-            ))
+        "name" => {
+            spec::check_name(&value).map_err(|why| value_failure("name", why))?;
+            target.name = Some(value);
         }
-        "name" => target.name = Some(value),
         "state-dir" => target.state_dir = Some(value.into()),
         _ => target.pidfile = Some(value.into()),
     }

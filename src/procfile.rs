@@ -1,7 +1,7 @@
 //! Procfile and env-file parsing (pure, with line numbers in errors).
 
 use crate::error::Failure;
-use crate::spec::{valid_name, Defaults, ProcessSpec};
+use crate::spec::{check_name, Defaults, ProcessSpec};
 
 /// Marks herd's settings at the end of a Procfile line; to `sh -c` it is a
 /// comment, so foreman and honcho still run the line as written.
@@ -40,11 +40,7 @@ pub fn parse_procfile(
 fn parse_process(line: &str, defaults: &Defaults) -> Result<ProcessSpec, String> {
     let (name, command) = line.split_once(':').ok_or("expected 'name: command'")?;
     let name = name.trim();
-    if !valid_name(name) {
-        return Err(format!(
-            "'{name}' is not a valid process name (letters, digits, '_', '.', '-')"
-        ));
-    }
+    check_name(name)?;
     let (command, settings) = split_annotation(command.trim());
     if command.is_empty() {
         return Err(format!("empty command for '{name}'"));
@@ -268,9 +264,9 @@ mod tests {
         procfile_error(
             "# c\nweb server: x\n",
             2,
-            "'web server' is not a valid process name (letters, digits, '_', '.', '-')",
+            "'web server' is not a valid name (letters, digits, '_', '.', '-')",
         );
-        procfile_error(": x\n", 1, "'' is not a valid process name");
+        procfile_error(": x\n", 1, "'' is not a valid name");
         procfile_error("a: x\r\nweb:   \r\n", 2, "empty command for 'web'");
         procfile_error("web: # herd: oneshot\n", 1, "empty command for 'web'");
     }

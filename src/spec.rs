@@ -96,6 +96,17 @@ impl ProcessSpec {
     }
 }
 
+/// `Ok` for a valid name, or why it is not one, for an error message.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a valid name (letters, digits, '_', '.', '-')"
+        ))
+    }
+}
+
 /// A Procfile or `-c` name: `[A-Za-z0-9_.-]+`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
