@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -584,6 +584,50 @@ fn signal_reaches_the_process() {
         || herd.story(),
     );
     herd.wait_for_status("web still running", |t| state_of(t, "web") == "running");
+    herd.stop();
+}
+
+#[test]
+fn sigusr1_reopens_the_log_after_logrotate_moved_it() {
+    let herd = Herd::new("logrotate");
+    let up = herd.scratch("up");
+    let log = herd.scratch("herd.log");
+    let web = touches(&up, "while :; do sleep 0.05; done");
+    let web = format!("web=trap 'echo ping' HUP; {web}");
+    let supervisor = herd.started(&[
+        "--log",
+        &log,
+        "-c",
+        &web,
+        "--ready",
+        &format!("web=file:{up}"),
+    ]);
+    let rotated = herd.scratch("herd.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    send_signal(supervisor, "USR1");
+    // The reopen creates the log again: then the next line must go there.
+    wait_until(
+        "the log to be created again",
+        || Path::new(&log).exists(),
+        || herd.story(),
+    );
+    let outcome = herd.ask(&["signal", "web", "HUP"]);
+    herd.check(&outcome, outcome.code() == 0, "signal");
+    let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
+    wait_until(
+        "ping in the new log",
+        || read(&log).contains("web  | ping"),
+        || herd.story(),
+    );
+    herd.ensure(
+        read(&rotated).contains("web started"),
+        "the old log lost its lines",
+    );
+    herd.ensure(
+        !read(&rotated).contains("ping"),
+        "a line went to the rotated log",
+    );
+    herd.ensure(is_alive(supervisor), "USR1 stopped the supervisor");
     herd.stop();
 }
 
