@@ -106,6 +106,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
                 backoff: Backoff::new(args.backoff_min, args.backoff_max),
                 limit: StartLimit::new(args.start_limit, args.start_window),
                 takes_stdin: args.stdin_process.as_ref() == Some(&spec.name),
+                has_terminal: false,
                 has_stdin_pipe: args.stdin_pipe.as_ref() == Some(&spec.name),
                 stdin_pipe: None,
                 restarts: 0,
@@ -240,6 +241,9 @@ struct Proc {
     backoff: Backoff,
     limit: StartLimit,
     takes_stdin: bool,
+    /// Its process group is the terminal's foreground group (`--stdin` on a
+    /// terminal herd owned).
+    has_terminal: bool,
     /// `--stdin-pipe`: its stdin is a pipe that `herd send` writes to.
     has_stdin_pipe: bool,
     stdin_pipe: Option<File>,
@@ -474,9 +478,10 @@ impl Group<'_> {
             .iter()
             .map(OsString::from)
             .collect();
+        proc.has_terminal = proc.takes_stdin && process::owns_terminal();
         let setup = ChildSetup {
             mask: self.caller_mask,
-            take_terminal: proc.takes_stdin && process::owns_terminal(),
+            take_terminal: proc.has_terminal,
             stdio: [
                 stdin,
                 Some(output_write.as_fd()),
@@ -548,6 +553,11 @@ impl Group<'_> {
     fn main_exited(&mut self, index: usize, status: WaitStatus) {
         let proc = &mut self.procs[index];
         wait_for_readers(&mut proc.readers, EXIT_OUTPUT_DRAIN);
+        if std::mem::take(&mut proc.has_terminal) {
+            // Back to herd, so that Ctrl-C reaches herd again and a restart
+            // can hand it over once more.
+            let _ = process::give_terminal_to(process::own_process_group());
+        }
         proc.pid = None;
         proc.last_status = Some(status);
         let line = match status {
@@ -675,6 +685,12 @@ impl Group<'_> {
                 ));
                 let _ = process::send_group_signal(pgid, signal);
             }
+        }
+        if matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+            // Ctrl-Z: the processes are stopped, and herd stops too, so that
+            // its shell sees the job stopped; `fg` sends herd SIGCONT, which
+            // goes on to every process like any other signal.
+            let _ = process::stop_self();
         }
     }
 

@@ -526,3 +526,37 @@ fn a_port_base_that_overflows_is_refused_before_anything_starts() {
     );
     outcome.check(outcome.stdout.is_empty(), "something started");
 }
+
+#[test]
+fn ctrl_z_stops_every_process_and_herd_and_sigcont_resumes_them() {
+    let mut herd = Running::start(&mut group(&[
+        "-c",
+        "a=echo up; exec sleep 1000",
+        "-c",
+        "b=echo up; exec sleep 1000",
+    ]));
+    herd.expect_line("a    | up");
+    herd.expect_line("b    | up");
+    let herd_pid = herd.pid();
+    let processes: Vec<u32> = children_of(herd_pid).into_iter().collect();
+    assert_eq!(processes.len(), 2, "{}", herd.story());
+    let all_stopped = || {
+        process_state(herd_pid) == Some('T')
+            && processes.iter().all(|&p| process_state(p) == Some('T'))
+    };
+    herd.signal("TSTP");
+    wait_until("herd and its processes to stop", all_stopped, || {
+        herd.story()
+    });
+    herd.signal("CONT");
+    let all_running = || {
+        process_state(herd_pid) != Some('T')
+            && processes.iter().all(|&p| process_state(p) != Some('T'))
+    };
+    wait_until("herd and its processes to resume", all_running, || {
+        herd.story()
+    });
+    herd.signal("TERM");
+    let outcome = herd.finish();
+    outcome.check(outcome.code() == 0, "a clean stop after resuming");
+}
