@@ -7,15 +7,12 @@ use crate::daemon::{self, Liveness, StatePaths};
 use crate::error::Failure;
 use crate::wire;
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// LSB exit codes of `status`.
 const STATUS_RUNNING: u8 = 0;
 const STATUS_NOT_RUNNING: u8 = 3;
 const STATUS_UNKNOWN: u8 = 4;
-
-/// How often `stop` looks whether the supervisor has let its lock go.
-const STOP_POLL: Duration = Duration::from_millis(10);
 
 pub fn run(args: ClientArgs) -> Result<u8, Failure> {
     let paths = daemon::resolve_target(&args.target)?.expect("client commands require a target");
@@ -88,19 +85,15 @@ fn wait_until_gone(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure>
         crate::log::line(format_args!("stop: interrupted; {name} goes on stopping"));
         std::process::exit(130);
     });
-    let until = Instant::now() + timeout;
-    while daemon::liveness(paths) != Liveness::NotRunning {
-        if Instant::now() >= until {
-            crate::log::line(format_args!(
-                "stop: {} still running after {}s",
-                paths.name,
-                timeout.as_secs_f64()
-            ));
-            return Ok(1);
-        }
-        std::thread::sleep(STOP_POLL);
+    if daemon::wait_for_exit(paths, timeout) {
+        return Ok(0);
     }
-    Ok(0)
+    crate::log::line(format_args!(
+        "stop: {} still running after {}s",
+        paths.name,
+        timeout.as_secs_f64()
+    ));
+    Ok(1)
 }
 
 fn status(paths: &StatePaths, json: bool) -> Result<u8, Failure> {

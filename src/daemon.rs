@@ -245,6 +245,20 @@ pub fn liveness(paths: &StatePaths) -> Liveness {
     }
 }
 
+/// Waits until no supervisor holds `paths`' lock (the lock goes only when
+/// the supervisor's process ends), for at most `timeout`. Returns whether it
+/// is gone.
+pub fn wait_for_exit(paths: &StatePaths, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while liveness(paths) != Liveness::NotRunning {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 /// The write end of the pipe on which a detached supervisor tells the
 /// process that ran `herd start` how the start went.
 pub struct StartReport(OwnedFd);
@@ -343,10 +357,7 @@ fn wait_for_report(pipe: OwnedFd, paths: &StatePaths, log: &Path) -> u8 {
         crate::log::line(format_args!("{message}"));
         // So that a script may try again at once: the failed supervisor
         // holds its lock until it has exited.
-        let until = Instant::now() + Duration::from_secs(5);
-        while liveness(paths) != Liveness::NotRunning && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_exit(paths, Duration::from_secs(5));
         return code.parse().unwrap_or(crate::error::EXIT_HERD_FAILED);
     }
     crate::log::line(format_args!(

@@ -14,7 +14,7 @@ use crate::signals;
 use crate::spec::{Defaults, ProcessSpec, Ready, Restart};
 use crate::supervisor::{self, describe, exit_code, next_event, Event, GROUP_POLL};
 use crate::sys::fd;
-use crate::sys::process::{self, ChildSetup, Reap, WaitStatus};
+use crate::sys::process::{self, ChildSetup, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
 use crate::sys::Pid;
 use std::ffi::OsString;
@@ -533,21 +533,17 @@ impl Group<'_> {
     }
 
     fn reap_all(&mut self) -> Result<(), Failure> {
-        loop {
-            match process::reap_one().map_err(|e| Failure::io("reaping children", &e))? {
-                Reap::Changed(_, WaitStatus::Stopped(_)) => {}
-                Reap::Changed(pid, status) => {
-                    match self.procs.iter().position(|p| p.pid == Some(pid)) {
-                        Some(index) => self.main_exited(index, status),
-                        None => self.verbose.note(format_args!(
-                            "reaped adopted pid {pid} ({})",
-                            describe(status)
-                        )),
-                    }
-                }
-                Reap::NothingYet | Reap::NoChildren => return Ok(()),
+        supervisor::reap_children(self.verbose, |pid, status| {
+            if let WaitStatus::Stopped(_) = status {
+                return false;
             }
-        }
+            match self.procs.iter().position(|p| p.pid == Some(pid)) {
+                Some(index) => self.main_exited(index, status),
+                None => return false,
+            }
+            true
+        })
+        .map(drop)
     }
 
     fn main_exited(&mut self, index: usize, status: WaitStatus) {

@@ -166,8 +166,8 @@ impl Sink {
     }
 }
 
-/// Starts a thread that copies `pipe` (a child's stdout or stderr) into the
-/// sink as lines prefixed with `name`, until end of file.
+/// Starts a thread that copies `pipe` (a child's stdout and stderr, which
+/// share it) into the sink as lines prefixed with `name`, until end of file.
 pub fn spawn_reader(sink: &Arc<Sink>, name: &str, pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
     fd::set_nonblocking(pipe.as_fd())?;
     let sink = Arc::clone(sink);

@@ -220,22 +220,18 @@ impl Watch<'_> {
         }
     }
 
-    fn reap_all(&mut self) -> Result<Reap, Failure> {
-        loop {
-            let reaped = process::reap_one().map_err(|e| Failure::io("reaping children", &e))?;
-            match reaped {
-                Reap::Changed(pid, WaitStatus::Stopped(signal)) if pid == self.pid => {
-                    self.follow_into_background(signal)
-                }
-                Reap::Changed(_, WaitStatus::Stopped(_)) => {}
-                Reap::Changed(pid, status) if pid == self.pid => self.child_exited(status),
-                Reap::Changed(pid, status) => self.verbose.note(format_args!(
-                    "reaped adopted pid {pid} ({})",
-                    describe(status)
-                )),
-                other => return Ok(other),
+    fn reap_all(&mut self) -> Result<(), Failure> {
+        reap_children(self.verbose, |pid, status| {
+            if pid != self.pid {
+                return false;
             }
-        }
+            match status {
+                WaitStatus::Stopped(signal) => self.follow_into_background(signal),
+                _ => self.child_exited(status),
+            }
+            true
+        })
+        .map(drop)
     }
 
     fn child_exited(&mut self, status: WaitStatus) {
@@ -365,17 +361,7 @@ pub fn sweep_namespace(
         signals::name(signal)
     ));
     let mut kill_at = Some(Instant::now() + grace);
-    loop {
-        loop {
-            match process::reap_one().map_err(|e| Failure::io("reaping children", &e))? {
-                Reap::Changed(pid, status) => verbose.note(format_args!(
-                    "reaped adopted pid {pid} ({})",
-                    describe(status)
-                )),
-                Reap::NothingYet => break,
-                Reap::NoChildren => return Ok(()),
-            }
-        }
+    while reap_children(verbose, |_, _| false)? {
         let now = Instant::now();
         if kill_at.is_some_and(|at| at <= now) {
             verbose.note(format_args!(
@@ -388,6 +374,31 @@ pub fn sweep_namespace(
             at.saturating_duration_since(now).min(GROUP_POLL)
         });
         next_event(events, Some(wait))?;
+    }
+    Ok(())
+}
+
+/// Reaps every child that has changed state (and sees every stopped one).
+/// `ours` handles those it knows and returns false for any other; an orphan
+/// herd adopted and reaped is logged. Returns false once herd has no child
+/// left at all.
+pub fn reap_children(
+    verbose: Verbose,
+    mut ours: impl FnMut(Pid, WaitStatus) -> bool,
+) -> Result<bool, Failure> {
+    loop {
+        match process::reap_one().map_err(|e| Failure::io("reaping children", &e))? {
+            Reap::Changed(pid, status) => {
+                if !ours(pid, status) && !matches!(status, WaitStatus::Stopped(_)) {
+                    verbose.note(format_args!(
+                        "reaped adopted pid {pid} ({})",
+                        describe(status)
+                    ));
+                }
+            }
+            Reap::NothingYet => return Ok(true),
+            Reap::NoChildren => return Ok(false),
+        }
     }
 }
 
