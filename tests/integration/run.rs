@@ -392,7 +392,7 @@ fn the_child_owns_the_terminal_when_herd_does() {
     // script(1) gives herd a pseudo-terminal on stdin, herd in its foreground.
     let herd = herd_path();
     let inner = format!("{herd} run -- cat /proc/self/stat");
-    let outcome = run_to_end(Command::new("script").args(["-qec", &inner, "/dev/null"]));
+    let outcome = run_to_end(&mut under_terminal(&inner));
     let stat = outcome
         .stdout
         .lines()
@@ -444,7 +444,7 @@ fn a_stopped_child_stops_herd_and_a_continued_herd_resumes_it() {
         "{} run -- sh -c 'echo ready; read line; echo resumed'",
         herd_path()
     );
-    let mut terminal = Running::start(Command::new("script").args(["-qec", &inner, "/dev/null"]));
+    let mut terminal = Running::start(&mut under_terminal(&inner));
     terminal.expect_line("ready");
     let herd_pid = descendants_named(terminal.pid(), "herd")[0];
     let child = children_of(herd_pid).into_iter().next().unwrap();

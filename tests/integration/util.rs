@@ -240,6 +240,18 @@ impl Drop for Running {
     }
 }
 
+/// `script(1)` running `command_line` on a new pseudo-terminal, with herd as
+/// its direct child: script runs the line with `$SHELL -c`, and a shell that
+/// does not exec a lone command (dash) would stand between them and keep
+/// script from seeing its job stop.
+pub fn under_terminal(command_line: &str) -> Command {
+    let mut script = Command::new("script");
+    script
+        .env("SHELL", "/bin/sh")
+        .args(["-qec", &format!("exec {command_line}"), "/dev/null"]);
+    script
+}
+
 /// Polls `condition` until it holds or the deadline passes.
 pub fn wait_until(what: &str, condition: impl Fn() -> bool, story: impl Fn() -> String) {
     let until = Instant::now() + DEADLINE;
