@@ -4,6 +4,8 @@
 //! is restartable, and says in its name what it does. Nothing here keeps state.
 
 pub mod daemon;
+#[cfg(not(test))]
+mod entry;
 pub mod fd;
 pub mod process;
 pub mod signal;

@@ -3,7 +3,7 @@
 use crate::util::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn herd_run_sh(script: &str) -> Command {
@@ -348,6 +348,34 @@ fn the_child_gets_only_the_standard_fds() {
     let script = format!("{close_all}; exec 7</dev/null; exec {herd} run -- sh -c \"{list}\"");
     let outcome = run_to_end(Command::new("bash").args(["-c", &script]));
     outcome.check(outcome.stdout == "0\n1\n2\n7\n", "the inherited fd 7");
+}
+
+#[test]
+fn a_closed_standard_fd_is_dev_null_for_herd_and_the_child() {
+    // Without it, the first file herd opens would become its stdin or stdout.
+    let herd = herd_path();
+    let script = format!("exec <&- {herd} run -- readlink /proc/self/fd/0");
+    let outcome = run_to_end(Command::new("sh").args(["-c", &script]));
+    outcome.check(outcome.stdout == "/dev/null\n", "the child's fd 0");
+}
+
+#[test]
+fn writing_to_a_closed_pipe_does_not_kill_herd() {
+    // The only reader of this pipe has exited: herd's write gets EPIPE.
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("true starts");
+    let write_end = reader.stdin.take().expect("a pipe to true");
+    reader.wait().expect("true exits");
+    let output = herd()
+        .arg("--help")
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("herd starts");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
 }
 
 #[test]
