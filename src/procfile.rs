@@ -56,13 +56,19 @@ fn parse_process(line: &str, defaults: &Defaults) -> Result<ProcessSpec, String>
 }
 
 /// Splits `command # herd: settings` into the command and the settings. The
-/// note must end the line, so only the last marker can be it; an earlier one
-/// belongs to the command (and sh ignores it as a comment). Requiring
-/// whitespace before it leaves `#` inside a word, like `a#b`, alone.
+/// note is in the part of the line that sh reads as a comment, so a marker
+/// inside quotes (`echo "# herd: x"`) belongs to the command. The note must
+/// end the line, so only the last marker can be it; an earlier one is part of
+/// the comment. Requiring whitespace before it leaves `#` inside a word, like
+/// `a#b`, alone.
 fn split_annotation(command: &str) -> (&str, &str) {
+    let Some(comment) = shell_comment_start(command) else {
+        return (command, "");
+    };
     command
         .rmatch_indices(ANNOTATION)
         .map(|(at, _)| at)
+        .take_while(|&at| at >= comment)
         .find(|&at| {
             let before = &command[..at];
             before.is_empty() || before.ends_with(char::is_whitespace)
@@ -70,6 +76,31 @@ fn split_annotation(command: &str) -> (&str, &str) {
         .map_or((command, ""), |at| {
             (command[..at].trim_end(), &command[at + ANNOTATION.len()..])
         })
+}
+
+/// Where sh would start a comment in `command`: the first `#` that begins a
+/// word outside quotes. Quoting follows sh: `'...'` is literal, `"..."` and
+/// bare words take `\` escapes.
+fn shell_comment_start(command: &str) -> Option<usize> {
+    let mut quote = None;
+    let mut escaped = false;
+    let mut word_starts = true;
+    for (at, c) in command.char_indices() {
+        if escaped {
+            escaped = false;
+            word_starts = false;
+            continue;
+        }
+        match (quote, c) {
+            (None, '#') if word_starts => return Some(at),
+            (None, '\\') | (Some('"'), '\\') => escaped = true,
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(open), _) if open == c => quote = None,
+            _ => {}
+        }
+        word_starts = quote.is_none() && (c.is_whitespace() || ";&|()<>".contains(c));
+    }
+    None
 }
 
 /// Which line is wrong, and why.
@@ -326,6 +357,32 @@ mod tests {
         );
         assert_eq!(specs[1].restart, Restart::Always);
         assert!(specs.iter().all(|spec| !spec.oneshot));
+    }
+
+    #[test]
+    fn a_marker_in_quotes_is_part_of_the_command() {
+        let specs = procfile(
+            "a: echo \"x # herd: oneshot\"\n\
+             b: printf '%s\\n' '# herd: no' # herd: oneshot\n\
+             c: echo \\# herd: oneshot\n\
+             d: echo hi # it's a comment # herd: oneshot\n\
+             e: echo \"say \\\"# herd: no\\\"\" # herd: oneshot\n\
+             f: true;# herd: oneshot\n",
+        )
+        .unwrap();
+        assert_eq!(
+            commands(&specs),
+            [
+                ("a", "echo \"x # herd: oneshot\""),
+                ("b", "printf '%s\\n' '# herd: no'"),
+                ("c", "echo \\# herd: oneshot"),
+                ("d", "echo hi # it's a comment"),
+                ("e", "echo \"say \\\"# herd: no\\\"\""),
+                ("f", "true;# herd: oneshot"),
+            ]
+        );
+        let oneshot: Vec<bool> = specs.iter().map(|spec| spec.oneshot).collect();
+        assert_eq!(oneshot, [false, true, false, true, true, false]);
     }
 
     #[test]
