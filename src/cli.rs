@@ -395,16 +395,24 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failur
     }
 }
 
-/// Whether `herd start`'s arguments define processes (`-c`, `-f`).
+/// Whether `herd start`'s arguments define processes (`-c`, `-f`), also as
+/// the last of a cluster of short flags (`-vc`, `-gfProcfile`).
 fn starts_a_group(args: &[OsString]) -> bool {
     args.iter().any(|arg| {
         let arg = arg.to_string_lossy();
-        ["-c", "-f", "--command", "--procfile"].contains(&arg.as_ref())
-            || arg.starts_with("--command=")
-            || arg.starts_with("--procfile=")
-            || (arg.starts_with("-c") || arg.starts_with("-f")) && !arg.starts_with("--")
+        if let Some(long) = arg.strip_prefix("--") {
+            let name = long.split_once('=').map_or(long, |(name, _)| name);
+            return name == "command" || name == "procfile";
+        }
+        arg.strip_prefix('-').is_some_and(|cluster| {
+            let value_flag = cluster.trim_start_matches(SHORT_SWITCHES);
+            value_flag.starts_with('c') || value_flag.starts_with('f')
+        })
     })
 }
+
+/// The short flags of `run` and `start` that take no value.
+const SHORT_SWITCHES: [char; 3] = ['g', 'v', 'h'];
 
 fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failure> {
     use lexopt::prelude::*;
@@ -842,6 +850,27 @@ mod tests {
         let run = run_args(&["run", "-v", "--", "-weird-name", "--help"]);
         assert_eq!(run.command, ["-weird-name", "--help"]);
         assert!(run.verbose);
+    }
+
+    #[test]
+    fn start_with_processes_starts_a_supervisor_and_without_acts_on_one() {
+        let supervisor_starts = [
+            &["start", "--name", "g", "-c", "a=x"][..],
+            &["start", "--name", "g", "-vc", "a=x"],
+            &["start", "--name", "g", "-gvfProcfile"],
+            &["start", "--name", "g", "--procfile=Procfile"],
+            &["start", "--name", "g", "--command", "a=x"],
+            &["start", "--name", "g", "--", "true"],
+        ];
+        for words in supervisor_starts {
+            let request = parse_words(words);
+            assert!(
+                matches!(request, Ok(Request::Start(_))),
+                "{words:?}: {request:?}"
+            );
+        }
+        let request = parse_words(&["start", "web", "--name", "g"]);
+        assert!(matches!(request, Ok(Request::Client(_))), "{request:?}");
     }
 
     #[test]
