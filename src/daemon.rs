@@ -440,6 +440,11 @@ impl Service {
         }
     }
 
+    /// Whether herd's stdout and stderr are a log it reopens on SIGUSR1.
+    pub fn writes_a_log(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// On SIGUSR1: reopens the log (which logrotate has moved away) as
     /// stdout and stderr. `false`: there is no log, the signal is the
     /// processes'.

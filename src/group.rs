@@ -34,10 +34,6 @@ const EXIT_NOT_READY: u8 = 124;
 /// How often ready checks are tried.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How long herd waits, after the last process is gone, for output still in
-/// its pipes (a descendant that left the process group may hold one open).
-const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
-
 /// How long herd waits, when a main process exits, for its last output to
 /// be written, so that its exit is logged after what it printed.
 const EXIT_OUTPUT_DRAIN: Duration = Duration::from_millis(100);
@@ -548,7 +544,7 @@ impl Group<'_> {
 
     fn main_exited(&mut self, index: usize, status: WaitStatus) {
         let proc = &mut self.procs[index];
-        wait_for_readers(&mut proc.readers, EXIT_OUTPUT_DRAIN);
+        output::wait_for_readers(&mut proc.readers, EXIT_OUTPUT_DRAIN);
         if std::mem::take(&mut proc.has_terminal) {
             // Back to herd, so that Ctrl-C reaches herd again and a restart
             // can hand it over once more.
@@ -841,7 +837,7 @@ impl Group<'_> {
             .iter_mut()
             .flat_map(|p| p.readers.drain(..))
             .collect();
-        wait_for_readers(&mut readers, OUTPUT_DRAIN);
+        output::wait_for_readers(&mut readers, output::OUTPUT_DRAIN);
     }
 
     fn exit_code(&self) -> u8 {
@@ -865,17 +861,6 @@ impl Group<'_> {
             }
         }
     }
-}
-
-/// Waits up to `limit` for reader threads to reach the end of their pipes,
-/// and forgets the ones that did. The limit is for pipes that a descendant
-/// outside the process group keeps open.
-fn wait_for_readers(readers: &mut Vec<JoinHandle<()>>, limit: Duration) {
-    let until = Instant::now() + limit;
-    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    readers.retain(|reader| !reader.is_finished());
 }
 
 /// `0.1s`, `30s`: how herd writes a duration in its event lines.

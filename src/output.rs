@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The longest line written whole. A longer one is cut into pieces of this
 /// size, each written as a line of its own, so that a child that never
@@ -39,6 +39,9 @@ const IDLE: Duration = Duration::from_millis(100);
 /// Reader threads only read and format into heap buffers, so a small stack
 /// is plenty (std's default is 2 MiB of address space per thread).
 const READER_STACK: usize = 64 * 1024;
+/// How long herd waits, after the last process is gone, for output still in
+/// its pipes (a descendant that left the process group may hold one open).
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Six colours readable on both dark and light terminals (cyan, yellow,
 /// green, magenta, bright blue, bright red), for process names.
@@ -176,6 +179,36 @@ pub fn spawn_reader(sink: &Arc<Sink>, name: &str, pipe: OwnedFd) -> io::Result<J
         .name(format!("out:{name}"))
         .stack_size(READER_STACK)
         .spawn(move || copy_lines(&sink, head, &pipe))
+}
+
+/// Starts a thread that copies `pipe` to herd's stdout byte for byte, until
+/// end of file: the output of `herd start -- CMD`, which has no prefix but
+/// goes through herd so that it follows the log when SIGUSR1 reopens it.
+pub fn spawn_copier(pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("out".into())
+        .stack_size(READER_STACK)
+        .spawn(move || {
+            let stdout = io::stdout();
+            let mut buffer = Vec::with_capacity(READ_SIZE);
+            // A read error is not expected on a pipe; end of file ends the
+            // copy. A write that fails (a full disk) loses that piece only.
+            while fd::read_appending(pipe.as_fd(), &mut buffer).is_ok_and(|count| count > 0) {
+                let _ = fd::write_all(stdout.as_fd(), &buffer);
+                buffer.clear();
+            }
+        })
+}
+
+/// Waits up to `limit` for reader threads to reach the end of their pipes,
+/// and forgets the ones that did. The limit is for pipes that a descendant
+/// outside the process group keeps open.
+pub fn wait_for_readers(readers: &mut Vec<JoinHandle<()>>, limit: Duration) {
+    let until = Instant::now() + limit;
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+        thread::sleep(Duration::from_millis(1));
+    }
+    readers.retain(|reader| !reader.is_finished());
 }
 
 /// A reader thread's work. Its buffers exist only while output flows: an

@@ -7,12 +7,15 @@ use crate::control::{self, Command, Reply};
 use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::log::Verbose;
+use crate::output;
 use crate::signals;
+use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
 use crate::sys::Pid;
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,12 +41,20 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     let verbose = Verbose(args.verbose);
     let is_init = adopt_orphans(args.subreaper)?;
     let take_terminal = process::owns_terminal();
+    // Under `herd start` the command writes to the log through herd, so that
+    // its output follows the log when SIGUSR1 reopens it.
+    let output_pipe = if service.writes_a_log() {
+        Some(fd::pipe().map_err(|e| Failure::io("creating the output pipe", &e))?)
+    } else {
+        None
+    };
+    let output_write = output_pipe.as_ref().map(|(_, write_end)| write_end.as_fd());
     let pid = spawn(
         &args.command,
         &ChildSetup {
             mask: caller_mask,
             take_terminal,
-            stdio: [None; 3],
+            stdio: [None, output_write, output_write],
             env: &[],
         },
     )
@@ -52,6 +63,14 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
             reclaim_terminal();
         }
     })?;
+    let copier = match output_pipe {
+        // herd must not hold the write end, or the copy never sees EOF.
+        Some((read_end, _write_end)) => Some(
+            output::spawn_copier(read_end)
+                .map_err(|e| Failure::io("starting the output thread", &e))?,
+        ),
+        None => None,
+    };
     // After the spawn: the child's exec overlaps the thread's start, and a
     // signal that comes first waits, blocked, until the thread takes it.
     let events = start_event_sources(service)?;
@@ -77,6 +96,9 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     if is_init {
         let defaults = &args.defaults;
         sweep_namespace(&events, defaults.stop_signal, defaults.grace, verbose)?;
+    }
+    if let Some(copier) = copier {
+        output::wait_for_readers(&mut vec![copier], output::OUTPUT_DRAIN);
     }
     Ok(exit_code(status))
 }

@@ -632,6 +632,39 @@ fn sigusr1_reopens_the_log_after_logrotate_moved_it() {
 }
 
 #[test]
+fn a_single_command_follows_the_reopened_log_too() {
+    let herd = Herd::new("logrotate-one");
+    let log = herd.scratch("herd.log");
+    let go = herd.scratch("go");
+    let command = format!(
+        "echo before; while [ ! -e {go} ]; do sleep 0.05; done; echo after; exec sleep 1000"
+    );
+    let supervisor = herd.started(&["--log", &log, "--", "sh", "-c", &command]);
+    let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
+    wait_until(
+        "the first line in the log",
+        || read(&log) == "before\n",
+        || herd.story(),
+    );
+    let rotated = herd.scratch("herd.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    send_signal(supervisor, "USR1");
+    wait_until(
+        "the log to be created again",
+        || Path::new(&log).exists(),
+        || herd.story(),
+    );
+    fs::write(&go, "").unwrap();
+    wait_until(
+        "the next line in the new log",
+        || read(&log) == "after\n",
+        || format!("rotated log: {:?}\n{}", read(&rotated), herd.story()),
+    );
+    herd.ensure(read(&rotated) == "before\n", "the rotated log changed");
+    herd.stop();
+}
+
+#[test]
 fn send_writes_to_a_stdin_pipe_from_an_argument_or_from_stdin() {
     let herd = Herd::new("send");
     herd.started(&["-c", "in=exec cat", "--stdin-pipe", "in"]);
