@@ -101,6 +101,21 @@ impl Herd {
         self.supervisor()
     }
 
+    /// Does what logrotate does: renames `log` to `log.1` and sends the
+    /// supervisor SIGUSR1. Returns the new name once herd has opened `log`
+    /// again, from when on its output must go there.
+    fn rotate_log(&self, supervisor: u32, log: &str) -> String {
+        let rotated = format!("{log}.1");
+        fs::rename(log, &rotated).unwrap();
+        send_signal(supervisor, "USR1");
+        wait_until(
+            "the log to be created again",
+            || Path::new(log).exists(),
+            || self.story(),
+        );
+        rotated
+    }
+
     /// The pid in the pid file.
     fn pid_in_file(&self) -> Option<u32> {
         fs::read_to_string(self.pid_file())
@@ -602,15 +617,7 @@ fn sigusr1_reopens_the_log_after_logrotate_moved_it() {
         "--ready",
         &format!("web=file:{up}"),
     ]);
-    let rotated = herd.scratch("herd.log.1");
-    fs::rename(&log, &rotated).unwrap();
-    send_signal(supervisor, "USR1");
-    // The reopen creates the log again: then the next line must go there.
-    wait_until(
-        "the log to be created again",
-        || Path::new(&log).exists(),
-        || herd.story(),
-    );
+    let rotated = herd.rotate_log(supervisor, &log);
     let outcome = herd.ask(&["signal", "web", "HUP"]);
     herd.check(&outcome, outcome.code() == 0, "signal");
     let read = |path: &str| fs::read_to_string(path).unwrap_or_default();
@@ -646,14 +653,7 @@ fn a_single_command_follows_the_reopened_log_too() {
         || read(&log) == "before\n",
         || herd.story(),
     );
-    let rotated = herd.scratch("herd.log.1");
-    fs::rename(&log, &rotated).unwrap();
-    send_signal(supervisor, "USR1");
-    wait_until(
-        "the log to be created again",
-        || Path::new(&log).exists(),
-        || herd.story(),
-    );
+    let rotated = herd.rotate_log(supervisor, &log);
     fs::write(&go, "").unwrap();
     wait_until(
         "the next line in the new log",
