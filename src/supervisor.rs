@@ -64,11 +64,13 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         }
     })?;
     let copier = match output_pipe {
-        // herd must not hold the write end, or the copy never sees EOF.
-        Some((read_end, _write_end)) => Some(
-            output::spawn_copier(read_end)
-                .map_err(|e| Failure::io("starting the output thread", &e))?,
-        ),
+        Some((read_end, write_end)) => {
+            // herd must not hold the write end, or the copy never sees EOF.
+            drop(write_end);
+            let copier = output::spawn_copier(read_end)
+                .map_err(|e| Failure::io("starting the output thread", &e))?;
+            Some(copier)
+        }
         None => None,
     };
     // After the spawn: the child's exec overlaps the thread's start, and a
