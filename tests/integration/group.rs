@@ -2,6 +2,7 @@
 
 use crate::util::*;
 use std::fs;
+use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -398,21 +399,33 @@ fn a_ready_check_that_never_passes_stops_the_group_with_124() {
 
 #[test]
 fn a_tcp_ready_check_passes_once_the_port_listens() {
-    let server = "web=exec python3 -c 'import socket,time; time.sleep(0.3); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"127.0.0.1\", 38917)); s.listen(); print(\"listening\", flush=True); time.sleep(100)'";
+    // A port the kernel has just handed out and taken back: free, and not
+    // one that another test run would pick.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    // The server listens only after 0.3 s; the client connects once: had it
+    // started before the check passed, the connection would be refused.
+    let server = format!(
+        "web=exec python3 -c 'import socket,time; print(\"waiting\", flush=True); \
+         time.sleep(0.3); s=socket.socket(); s.bind((\"127.0.0.1\", {port})); \
+         s.listen(); time.sleep(100)'"
+    );
+    let client = format!(
+        "client=exec python3 -c 'import socket; \
+         socket.create_connection((\"127.0.0.1\", {port})); print(\"connected\")'"
+    );
+    let ready = format!("web=tcp:{port}");
     let mut herd = Running::start(&mut group(&[
-        "-c",
-        server,
-        "--ready",
-        "web=tcp:38917",
-        "-c",
-        "client=echo after ready",
+        "-c", &server, "--ready", &ready, "-c", &client,
     ]));
-    herd.expect_line("client | after ready");
+    herd.expect_line("client | connected");
     herd.signal("TERM");
     let outcome = herd.finish();
     assert_in_order(
         &outcome,
-        &["web    | listening", "web is ready", "client started"],
+        &["web    | waiting", "web is ready", "client started"],
     );
 }
 
