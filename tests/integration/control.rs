@@ -4,7 +4,7 @@
 use crate::util::*;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -253,12 +253,7 @@ const SLEEPS: &str = "s=exec sleep 1000";
 #[test]
 fn start_returns_once_ready_and_stop_waits_for_the_end() {
     let herd = Herd::new("ready");
-    // A port the kernel has just handed out and taken back: free, and not
-    // one that another test run would pick.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     // The server binds only after half a second: a start that returned
     // before the check passed would find nothing listening.
     let web = format!(

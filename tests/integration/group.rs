@@ -2,7 +2,6 @@
 
 use crate::util::*;
 use std::fs;
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -399,12 +398,7 @@ fn a_ready_check_that_never_passes_stops_the_group_with_124() {
 
 #[test]
 fn a_tcp_ready_check_passes_once_the_port_listens() {
-    // A port the kernel has just handed out and taken back: free, and not
-    // one that another test run would pick.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     // The server listens only after 0.3 s; the client connects once: had it
     // started before the check passed, the connection would be refused.
     let server = format!(

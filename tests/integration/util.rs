@@ -252,6 +252,15 @@ pub fn under_terminal(command_line: &str) -> Command {
     script
 }
 
+/// A port the kernel has just handed out and taken back: free, and not one
+/// that another test run would pick.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Polls `condition` until it holds or the deadline passes.
 pub fn wait_until(what: &str, condition: impl Fn() -> bool, story: impl Fn() -> String) {
     let until = Instant::now() + DEADLINE;
