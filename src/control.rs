@@ -5,14 +5,14 @@
 use crate::daemon::StatePaths;
 use crate::error::Failure;
 use crate::signals;
-use crate::supervisor::Event;
+use crate::supervisor::{Event, Inbox};
 use crate::sys::daemon as sys;
 use crate::wire::{self, kind, Decoder, Frame};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ impl Command {
 
 /// Listens on the state directory's socket (mode 0600) and serves every
 /// connection on a thread of its own.
-pub fn serve(paths: &StatePaths, events: SyncSender<Event>) -> Result<(), Failure> {
+pub fn serve(paths: &StatePaths, events: Inbox) -> Result<(), Failure> {
     let doing = || format!("listening on {}", paths.socket.display());
     let _ = fs::remove_file(&paths.socket);
     let listener = UnixListener::bind(&paths.socket).map_err(|e| Failure::io(doing(), &e))?;
@@ -108,7 +108,7 @@ pub fn serve(paths: &StatePaths, events: SyncSender<Event>) -> Result<(), Failur
     Ok(())
 }
 
-fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &[u8]) {
+fn serve_connection(mut stream: UnixStream, events: &Inbox, hello: &[u8]) {
     let own = sys::own_uid();
     match sys::peer_uid(&stream) {
         Ok(uid) if uid == own || uid == 0 => {}
@@ -168,7 +168,7 @@ fn check_hello(frame: &Frame) -> Result<(), String> {
 }
 
 /// One request in, one reply out.
-fn answer(frame: Frame, events: &SyncSender<Event>) -> (u8, Vec<u8>) {
+fn answer(frame: Frame, events: &Inbox) -> (u8, Vec<u8>) {
     let (command, input) = match frame.kind {
         kind::REQUEST => {
             match wire::parse_fields(frame.body).and_then(|f| Command::from_fields(&f)) {
@@ -238,6 +238,8 @@ pub struct ProcessStatus {
     pub state: &'static str,
     /// Its pid, or `-` when it has none.
     pub pid: String,
+    /// Which run of the process this is, from 1 (0: never started).
+    pub generation: u32,
     pub uptime: Duration,
     pub restarts: u32,
     pub last_exit: Option<String>,
@@ -252,6 +254,7 @@ pub fn status_fields(processes: &[ProcessStatus]) -> Vec<(String, String)> {
             (key("name"), process.name.clone()),
             (key("state"), process.state.to_string()),
             (key("pid"), process.pid.clone()),
+            (key("generation"), process.generation.to_string()),
             (
                 key("uptime"),
                 format!("{:.3}", process.uptime.as_secs_f64()),

@@ -4,13 +4,13 @@
 // The unit-test harness brings its own `main`.
 #![cfg_attr(not(test), no_main)]
 
-mod child;
 mod cli;
 mod client;
 mod control;
+mod core;
 mod daemon;
 mod error;
-mod group;
+mod load;
 mod log;
 mod output;
 mod procfile;
@@ -58,11 +58,7 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
 /// Runs one command or a group until it is done, then lets the service
 /// clean up (and tell a waiting `herd start` how it went).
 fn supervise(args: cli::RunArgs, mut service: daemon::Service) -> Result<u8, error::Failure> {
-    let result = if args.sources.is_empty() {
-        supervisor::run(args, &mut service)
-    } else {
-        group::run(args, &mut service)
-    };
+    let result = supervisor::run(args, &mut service);
     service.finish(&result);
     result
 }

@@ -171,20 +171,33 @@ impl Sink {
 
 /// Starts a thread that copies `pipe` (a child's stdout and stderr, which
 /// share it) into the sink as lines prefixed with `name`, until end of file.
-pub fn spawn_reader(sink: &Arc<Sink>, name: &str, pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
+#[cfg(test)]
+fn spawn_reader(sink: &Arc<Sink>, name: &str, pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
+    spawn_reader_then(sink, name, pipe, Box::new(|| {}))
+}
+
+fn spawn_reader_then(
+    sink: &Arc<Sink>,
+    name: &str,
+    pipe: OwnedFd,
+    on_end: Box<dyn FnOnce() + Send>,
+) -> io::Result<JoinHandle<()>> {
     fd::set_nonblocking(pipe.as_fd())?;
     let sink = Arc::clone(sink);
     let head = Head::new(sink.style, name, colour_of(name));
     thread::Builder::new()
         .name(format!("out:{name}"))
         .stack_size(READER_STACK)
-        .spawn(move || copy_lines(&sink, head, &pipe))
+        .spawn(move || {
+            copy_lines(&sink, head, &pipe);
+            on_end();
+        })
 }
 
 /// Starts a thread that copies `pipe` to herd's stdout byte for byte, until
 /// end of file: the output of `herd start -- CMD`, which has no prefix but
 /// goes through herd so that it follows the log when SIGUSR1 reopens it.
-pub fn spawn_copier(pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
+pub fn spawn_copier(pipe: OwnedFd, on_end: Box<dyn FnOnce() + Send>) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("out".into())
         .stack_size(READER_STACK)
@@ -197,6 +210,7 @@ pub fn spawn_copier(pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
                 let _ = fd::write_all(stdout.as_fd(), &buffer);
                 buffer.clear();
             }
+            on_end();
         })
 }
 
@@ -640,5 +654,58 @@ mod tests {
         assert_eq!("never".parse(), Ok(ColorChoice::Never));
         assert_eq!("Always".parse::<ColorChoice>(), Err(()));
         assert_eq!("".parse::<ColorChoice>(), Err(()));
+    }
+}
+
+/// herd's stdout as the supervisor uses it; the readers still write
+/// through `Sink` themselves (the writer thread that decouples them comes
+/// next).
+#[derive(Clone)]
+pub struct Output {
+    sink: Arc<Sink>,
+    readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReaderId(u64);
+
+impl Output {
+    pub fn new(style: Style) -> Output {
+        Output {
+            sink: Sink::new(style),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+    pub fn herd_line(&self, text: &str) {
+        self.sink.herd_line(text);
+    }
+    pub fn herd_line_after(&self, text: &str, _reader: ReaderId, _wait: Duration) {
+        self.sink.herd_line(text);
+    }
+    pub fn note(&self, text: &str) {
+        crate::log::line(format_args!("{text}"));
+    }
+    pub fn spawn_reader(
+        &self,
+        name: &str,
+        pipe: OwnedFd,
+        on_end: Box<dyn FnOnce() + Send>,
+    ) -> io::Result<ReaderId> {
+        let reader = spawn_reader_then(&self.sink, name, pipe, on_end)?;
+        self.readers.lock().unwrap().push(reader);
+        Ok(ReaderId(0))
+    }
+    pub fn spawn_copier(
+        &self,
+        pipe: OwnedFd,
+        on_end: Box<dyn FnOnce() + Send>,
+    ) -> io::Result<ReaderId> {
+        let reader = spawn_copier(pipe, on_end)?;
+        self.readers.lock().unwrap().push(reader);
+        Ok(ReaderId(0))
+    }
+    pub fn drain(&self, limit: Duration) {
+        let mut readers = std::mem::take(&mut *self.readers.lock().unwrap());
+        wait_for_readers(&mut readers, limit);
     }
 }

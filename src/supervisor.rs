@@ -1,114 +1,218 @@
-//! The supervisor loop of `herd run -- CMD` (signals in as events; the loop
-//! owns the child's state and decides forwarding, reaping, stopping, SIGKILL
-//! and the exit code), and the signal thread every supervisor loop uses.
+//! The supervisor loop and its executor: inputs in (signals, reaped
+//! children, control requests, probe results), `core::Table::step` decides,
+//! and the executor performs the effects. It is the only code outside
+//! `sys/` that spawns, signals, reaps or writes, and it never blocks on
+//! anything but its own inputs.
 
 use crate::cli::RunArgs;
 use crate::control::{self, Command, Reply};
+use crate::core::{
+    self, Answer, ClientId, Effect, GroupState, Input, InstanceId, Policy, Settings, Table, Target,
+    UnitSetup,
+};
 use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
-use crate::log::Verbose;
-use crate::output;
-use crate::signals;
+use crate::load;
+use crate::output::{self, Output, ReaderId, Style};
+use crate::spec::{ProcessSpec, Ready};
+use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
-use crate::sys::process::{self, ChildSetup, Reap, WaitStatus};
+use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
-use crate::sys::Pid;
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
-use std::os::fd::AsFd;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::fs::File;
+use std::io::{self, IsTerminal};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Something the loop must react to. Other threads only send these; only the
-/// loop changes state.
+/// What the other threads hand the loop.
 pub enum Event {
-    Signal(i32),
     /// A request from the control socket, and where its reply goes.
     Control(Command, mpsc::Sender<Reply>),
+    /// A probe thread's finding.
+    Probe(InstanceId, Probed),
+    /// An instance's output pipe has been read to its end.
+    OutputEnded(InstanceId),
 }
+
+/// What a ready probe found.
+pub enum Probed {
+    Ready,
+}
+
+/// Where the other threads put their events: a bounded queue (a sender
+/// waits when the loop is far behind, the loop never does) and the wake-up
+/// that makes the loop look at it.
+#[derive(Clone)]
+pub struct Inbox {
+    queue: SyncSender<Event>,
+    wake: Arc<WakeFd>,
+}
+
+/// The loop has gone: nobody takes events any more.
+#[derive(Debug)]
+pub struct Closed;
+
+impl Inbox {
+    pub fn send(&self, event: Event) -> Result<(), Closed> {
+        self.queue.send(event).map_err(|_| Closed)?;
+        self.wake.wake();
+        Ok(())
+    }
+}
+
+/// Events waiting for the loop; more than this many unhandled means the
+/// loop is far behind, and their senders may as well wait.
+const EVENT_QUEUE: usize = 64;
 
 /// How often the loop looks whether a process group has emptied when no
 /// SIGCHLD may tell it (members that are not herd's children).
-pub const GROUP_POLL: Duration = Duration::from_millis(50);
+const GROUP_POLL: Duration = Duration::from_millis(50);
 
-/// Runs `args.command` until it and its process group are gone; returns the
-/// exit code herd must exit with.
+/// How often ready probes are tried.
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long a main process's exit line waits for the rest of its output,
+/// so that it comes after what the process printed.
+const EXIT_LINE_WAIT: Duration = Duration::from_millis(100);
+
+/// Runs a single command or a group until everything it started is gone;
+/// returns the exit code herd must exit with.
 pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     // Before any thread exists, so that every thread inherits the full mask
-    // and signals reach only the signal thread's sigwaitinfo.
+    // and signals reach only the signalfd.
     let caller_mask = signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
-    let verbose = Verbose(args.verbose);
-    let is_init = adopt_orphans(args.subreaper)?;
-    let take_terminal = process::owns_terminal();
-    // Under `herd start` the command writes to the log through herd, so that
-    // its output follows the log when SIGUSR1 reopens it.
-    let output_pipe = if service.writes_a_log() {
-        Some(fd::pipe().map_err(|e| Failure::io("creating the output pipe", &e))?)
+    let signals =
+        SignalFd::new(&SignalSet::full()).map_err(|e| Failure::io("opening a signalfd", &e))?;
+    let single = args.sources.is_empty();
+    let launches = if single {
+        vec![single_launch(&args)]
     } else {
+        load::group(&args)?
+            .into_iter()
+            .map(|process| Launch {
+                argv: ["/bin/sh", "-c", &process.spec.command]
+                    .iter()
+                    .map(OsString::from)
+                    .collect(),
+                env: process.env,
+                setup: UnitSetup {
+                    spec: process.spec,
+                    takes_stdin: process.takes_stdin,
+                    stdin_pipe: process.stdin_pipe,
+                },
+            })
+            .collect()
+    };
+    let is_init = adopt_orphans(args.subreaper)?;
+    let wake = Arc::new(WakeFd::new().map_err(|e| Failure::io("opening an eventfd", &e))?);
+    let (queue, events) = mpsc::sync_channel(EVENT_QUEUE);
+    let inbox = Inbox { queue, wake };
+    // Everything that can fail at set-up exists before the first child.
+    if let Some(paths) = service.paths() {
+        control::serve(paths, inbox.clone())?;
+    }
+    let output = if single {
+        Output::new(Style {
+            color: false,
+            timestamps: false,
+            name_width: 0,
+        })
+    } else {
+        let name_width = launches
+            .iter()
+            .map(|l| l.setup.spec.name.len())
+            .chain([output::HERD.len()])
+            .max()
+            .unwrap_or_default();
+        let color = output::use_color(
+            args.color,
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        );
+        Output::new(Style {
+            color,
+            timestamps: args.timestamps,
+            name_width,
+        })
+    };
+    let null = if single {
         None
+    } else {
+        Some(File::open("/dev/null").map_err(|e| Failure::io("opening /dev/null", &e))?)
     };
-    let output_write = output_pipe.as_ref().map(|(_, write_end)| write_end.as_fd());
-    let pid = spawn(
-        &args.command,
-        &ChildSetup {
-            mask: caller_mask,
-            take_terminal,
-            stdio: [None, output_write, output_write],
-            env: &[],
+    let defaults = &args.defaults;
+    let settings = Settings {
+        policy: if single {
+            Policy::Transparent {
+                group_signal: args.group_signal,
+            }
+        } else {
+            Policy::Group {
+                parallel_stop: args.parallel_stop,
+            }
         },
-    )
-    .inspect_err(|_| {
-        if take_terminal {
-            reclaim_terminal();
-        }
-    })?;
-    let copier = match output_pipe {
-        Some((read_end, write_end)) => {
-            // herd must not hold the write end, or the copy never sees EOF.
-            drop(write_end);
-            let copier = output::spawn_copier(read_end)
-                .map_err(|e| Failure::io("starting the output thread", &e))?;
-            Some(copier)
-        }
-        None => None,
+        backoff_min: args.backoff_min,
+        backoff_max: args.backoff_max,
+        start_limit: args.start_limit,
+        start_window: args.start_window,
+        settle: service.awaits_report().then_some(service.settle),
+        sweep: is_init.then_some((defaults.stop_signal, defaults.grace)),
+        reopens_log: service.writes_a_log(),
+        output_linger: EXIT_LINE_WAIT,
     };
-    // After the spawn: the child's exec overlaps the thread's start, and a
-    // signal that comes first waits, blocked, until the thread takes it.
-    let events = start_event_sources(service)?;
-    verbose.note(format_args!(
-        "spawned pid {pid}: {}",
-        args.command[0].to_string_lossy()
-    ));
-    let mut watch = Watch {
-        pid,
-        status: None,
-        kill_at: None,
-        killed: false,
-        started: Instant::now(),
-        args: &args,
-        verbose,
-        has_terminal: take_terminal,
+    let table = Table::new(settings, launches.iter().map(|l| l.setup.clone()).collect());
+    let mut executor = Executor {
+        table,
+        launches,
         service,
+        single,
+        caller_mask,
+        null,
+        output,
+        verbose: args.verbose,
+        inbox,
+        processes: HashMap::new(),
+        groups: HashMap::new(),
+        readers: HashMap::new(),
+        stdin_pipes: HashMap::new(),
+        probes: HashMap::new(),
+        clients: HashMap::new(),
+        next_client: 1,
+        took_terminal: false,
+        next_group_poll: None,
     };
-    let status = watch.until_group_gone(&events)?;
-    if take_terminal {
-        reclaim_terminal();
+    let result = executor.run(&signals, &events);
+    executor.output.drain(output::OUTPUT_DRAIN);
+    result
+}
+
+/// A single command as a unit of one: its argv exec'd as given.
+fn single_launch(args: &RunArgs) -> Launch {
+    let name = args
+        .command
+        .first()
+        .map_or(String::new(), |c| c.to_string_lossy().into_owned());
+    Launch {
+        argv: args.command.clone(),
+        env: Vec::new(),
+        setup: UnitSetup {
+            spec: ProcessSpec::new(name, String::new(), &args.defaults),
+            takes_stdin: true,
+            stdin_pipe: false,
+        },
     }
-    if is_init {
-        let defaults = &args.defaults;
-        sweep_namespace(&events, defaults.stop_signal, defaults.grace, verbose)?;
-    }
-    if let Some(copier) = copier {
-        output::wait_for_readers(&mut vec![copier], output::OUTPUT_DRAIN);
-    }
-    Ok(exit_code(status))
 }
 
 /// Makes herd the reaper of orphaned descendants: as PID 1 it already is;
 /// otherwise it registers as a child subreaper, unless `--no-subreaper`.
 /// Returns whether herd is PID 1.
-pub fn adopt_orphans(subreaper: bool) -> Result<bool, Failure> {
+fn adopt_orphans(subreaper: bool) -> Result<bool, Failure> {
     let is_init = process::own_pid() == 1;
     if subreaper && !is_init {
         process::become_subreaper()
@@ -117,46 +221,443 @@ pub fn adopt_orphans(subreaper: bool) -> Result<bool, Failure> {
     Ok(is_init)
 }
 
-/// The exit code that tells what happened to the child: its own code, or
-/// 128+N for death by signal N (as shells report it).
-pub fn exit_code(status: WaitStatus) -> u8 {
-    match status {
-        WaitStatus::Exited(code) => code as u8,
-        WaitStatus::Signaled(signal) | WaitStatus::Stopped(signal) => (128 + signal) as u8,
-    }
+/// How to start one unit.
+struct Launch {
+    argv: Vec<OsString>,
+    env: Vec<(String, String)>,
+    setup: UnitSetup,
 }
 
-/// Events waiting for the loop; more than this many unhandled means the
-/// loop is stuck, and their senders may as well wait.
-const EVENT_QUEUE: usize = 64;
+struct Executor<'a> {
+    table: Table,
+    launches: Vec<Launch>,
+    service: &'a mut Service,
+    single: bool,
+    /// The mask herd was started with, which children get back.
+    caller_mask: SignalSet,
+    /// A group's processes' stdin, unless they take herd's or a pipe.
+    null: Option<File>,
+    output: Output,
+    /// `-v`: decisions are noted on stderr.
+    verbose: bool,
+    inbox: Inbox,
+    /// Main processes not reaped yet.
+    processes: HashMap<InstanceId, LivePid>,
+    /// Process groups that may still have members.
+    groups: HashMap<InstanceId, LiveGroup>,
+    readers: HashMap<InstanceId, ReaderId>,
+    stdin_pipes: HashMap<InstanceId, File>,
+    /// Running probes, and the flag that stops each.
+    probes: HashMap<InstanceId, Arc<AtomicBool>>,
+    clients: HashMap<ClientId, mpsc::Sender<Reply>>,
+    next_client: ClientId,
+    /// A single command was given the terminal, which herd takes back.
+    took_terminal: bool,
+    next_group_poll: Option<Instant>,
+}
 
-/// Starts the signal thread and, for a supervisor with a state directory,
-/// the control socket; returns what the loop receives from them.
-pub fn start_event_sources(service: &Service) -> Result<Receiver<Event>, Failure> {
-    // A bounded channel allocates its buffer here, so the signal thread never
-    // allocates: glibc would give it a malloc arena of its own on first use,
-    // which costs more than the whole of a short `herd run`.
-    let (sender, receiver) = mpsc::sync_channel(EVENT_QUEUE);
-    if let Some(paths) = service.paths() {
-        control::serve(paths, sender.clone())?;
+impl Executor<'_> {
+    fn run(&mut self, signals: &SignalFd, events: &Receiver<Event>) -> Result<u8, Failure> {
+        self.handle(Input::Tick);
+        let outcome = loop {
+            if let Some(outcome) = self.table.outcome() {
+                break outcome;
+            }
+            let now = Instant::now();
+            let mut due = self.table.next_deadline();
+            let watching =
+                self.table.groups_to_watch().next().is_some() || self.table.is_sweeping();
+            if watching {
+                let poll = *self
+                    .next_group_poll
+                    .get_or_insert_with(|| core::deadline(now, GROUP_POLL));
+                due = Some(due.map_or(poll, |d| d.min(poll)));
+            } else {
+                self.next_group_poll = None;
+            }
+            let timeout = due.map(|at| at.saturating_duration_since(now));
+            let woken = events::wait(signals, &self.inbox.wake, timeout)
+                .map_err(|e| Failure::io("waiting for events", &e))?;
+            if woken.signals {
+                while let Some(signal) = signals
+                    .take()
+                    .map_err(|e| Failure::io("reading signals", &e))?
+                {
+                    if signal == libc::SIGCHLD {
+                        self.reap();
+                    } else {
+                        self.handle(Input::Signal(signal));
+                    }
+                }
+            }
+            if woken.inputs {
+                while let Ok(event) = events.try_recv() {
+                    self.event(event);
+                }
+            }
+            if self.next_group_poll.is_some_and(|at| at <= Instant::now()) {
+                self.next_group_poll = None;
+                self.poll_groups();
+            }
+            self.handle(Input::Tick);
+        };
+        if self.took_terminal {
+            reclaim_terminal();
+        }
+        self.service.stop_reason = Some(outcome.reason);
+        if let Some(failure) = outcome.failure {
+            return Err(failure);
+        }
+        if let Some(message) = outcome.message {
+            crate::log::line(format_args!("{message}"));
+        }
+        Ok(outcome.code)
     }
-    let all = SignalSet::full();
-    thread::Builder::new()
-        .name("signals".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            while let Ok(signal) = signal::wait_for(&all) {
-                if sender.send(Event::Signal(signal)).is_err() {
+
+    /// Steps the table with `input` and performs what it decides, with the
+    /// inputs that performing it gives, until none is left.
+    fn handle(&mut self, input: Input) {
+        let mut inputs = vec![input];
+        while !inputs.is_empty() {
+            let input = inputs.remove(0);
+            for effect in self.table.step(input, Instant::now()) {
+                self.perform(effect, &mut inputs);
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Control(command, reply_to) => {
+                let client = self.next_client;
+                self.next_client += 1;
+                self.clients.insert(client, reply_to);
+                self.handle(Input::Control { client, command });
+            }
+            Event::Probe(instance, Probed::Ready) => self.handle(Input::Ready(instance)),
+            Event::OutputEnded(instance) => self.handle(Input::OutputEnded(instance)),
+        }
+    }
+
+    /// Reaps every child that has changed state (orphans herd adopted too).
+    fn reap(&mut self) {
+        loop {
+            match process::reap_one() {
+                Ok(Reap::Changed(pid, WaitStatus::Stopped(signal))) => {
+                    self.handle(Input::Stopped { pid, signal })
+                }
+                Ok(Reap::Changed(pid, status)) => {
+                    let instance = self
+                        .processes
+                        .iter()
+                        .find(|(_, live)| live.pid() == pid)
+                        .map(|(id, _)| *id);
+                    let group = match instance {
+                        Some(id) => {
+                            // Reaped: the pid is the kernel's again.
+                            self.processes.remove(&id);
+                            self.group_state(id)
+                        }
+                        None => GroupState::Empty,
+                    };
+                    self.handle(Input::Exited { pid, status, group });
+                }
+                Ok(Reap::NothingYet) => return,
+                Ok(Reap::NoChildren) => {
+                    if self.table.is_sweeping() {
+                        self.handle(Input::NoChildren);
+                    }
+                    return;
+                }
+                Err(error) => {
+                    self.note(&format!(
+                        "reaping children: {}",
+                        crate::error::describe(&error)
+                    ));
                     return;
                 }
             }
-        })
-        .map_err(|e| Failure::io("starting the signal thread", &e))?;
-    Ok(receiver)
+        }
+    }
+
+    /// Who is left in an instance's process group; an empty group's token
+    /// goes, so that its id is never signalled again.
+    fn group_state(&mut self, id: InstanceId) -> GroupState {
+        let Some(group) = self.groups.get(&id) else {
+            return GroupState::Empty;
+        };
+        match group.members() {
+            Members::Some => GroupState::Alive,
+            Members::None => {
+                self.groups.remove(&id);
+                GroupState::Empty
+            }
+            Members::Unsignallable => {
+                self.groups.remove(&id);
+                GroupState::Unreachable
+            }
+        }
+    }
+
+    fn poll_groups(&mut self) {
+        if self.table.is_sweeping() {
+            self.reap();
+        }
+        let watched: Vec<InstanceId> = self.table.groups_to_watch().map(|(id, _)| id).collect();
+        for id in watched {
+            match self.group_state(id) {
+                GroupState::Alive => {}
+                state => self.handle(Input::Group {
+                    instance: id,
+                    state,
+                }),
+            }
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if self.verbose {
+            self.output.note(text);
+        }
+    }
+
+    fn perform(&mut self, effect: Effect, inputs: &mut Vec<Input>) {
+        match effect {
+            Effect::Spawn { instance, unit } => inputs.push(self.spawn(instance, unit)),
+            Effect::Signal { to, signal } => self.signal(to, signal, inputs),
+            Effect::SignalAll(signal) => {
+                if process::send_signal_to_all(signal).is_err() {
+                    inputs.push(Input::NoChildren);
+                }
+            }
+            Effect::Line(text) => self.output.herd_line(&text),
+            Effect::LineAfterOutput { text, instance } => match self.readers.get(&instance) {
+                Some(reader) => self.output.herd_line_after(&text, *reader, EXIT_LINE_WAIT),
+                None => self.output.herd_line(&text),
+            },
+            Effect::Note(text) => self.note(&text),
+            Effect::Reply { client, answer } => {
+                if let Some(reply_to) = self.clients.remove(&client) {
+                    let _ = reply_to.send(self.reply(answer));
+                }
+            }
+            Effect::StartProbe {
+                instance,
+                check,
+                pgid,
+            } => self.start_probe(instance, check, pgid),
+            Effect::StopProbe(instance) => {
+                if let Some(stop) = self.probes.remove(&instance) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Effect::ReportReady => self.service.ready(),
+            Effect::ReclaimTerminal => reclaim_terminal(),
+            Effect::ResumeTerminal(instance) => {
+                if let Some(group) = self.groups.get(&instance) {
+                    if process::terminal_foreground() == Some(process::own_process_group()) {
+                        let _ = process::give_terminal_to(group.id());
+                    }
+                }
+            }
+            Effect::StopSelf => {
+                let _ = process::stop_self();
+            }
+            Effect::ReopenLog => {
+                self.service.reopen_log();
+            }
+            Effect::Forget(instance) => {
+                self.processes.remove(&instance);
+                self.groups.remove(&instance);
+                self.readers.remove(&instance);
+                self.stdin_pipes.remove(&instance);
+                if let Some(stop) = self.probes.remove(&instance) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn signal(&mut self, to: Target, signal: i32, inputs: &mut Vec<Input>) {
+        match to {
+            Target::Process(id) => {
+                if let Some(live) = self.processes.get(&id) {
+                    let _ = live.signal(signal);
+                }
+            }
+            Target::Group(id) => {
+                let Some(group) = self.groups.get(&id) else {
+                    return;
+                };
+                let failed = group.signal(signal).err().and_then(|e| e.raw_os_error());
+                // Only once its leader is reaped can a group empty for good.
+                if failed.is_some() && !self.processes.contains_key(&id) {
+                    let state = self.group_state(id);
+                    if state != GroupState::Alive {
+                        inputs.push(Input::Group {
+                            instance: id,
+                            state,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(&self, answer: Answer) -> Reply {
+        match answer {
+            Answer::Ok(fields) => Reply::Ok(fields),
+            Answer::Error(why) => Reply::Error(why),
+            Answer::Stdin(instance) => match self.stdin_pipes.get(&instance).map(File::try_clone) {
+                Some(Ok(pipe)) => Reply::Stdin(pipe),
+                Some(Err(e)) => Reply::Error(crate::error::describe(&e)),
+                None => Reply::Error("it is not running".to_string()),
+            },
+        }
+    }
+
+    /// Starts an instance of `unit`; says how it went as the next input.
+    fn spawn(&mut self, instance: InstanceId, unit: usize) -> Input {
+        match self.try_spawn(instance, unit) {
+            Ok((pid, has_terminal)) => Input::Spawned {
+                instance,
+                pid,
+                has_terminal,
+                has_output: self.readers.contains_key(&instance),
+            },
+            Err(failure) => Input::SpawnFailed { instance, failure },
+        }
+    }
+
+    fn try_spawn(&mut self, instance: InstanceId, unit: usize) -> Result<(i32, bool), Failure> {
+        let Some(launch) = self.launches.get(unit) else {
+            return Err(Failure::new("starting a process", "no such unit"));
+        };
+        let name = &launch.setup.spec.name;
+        let doing = format!("starting {name}");
+        // A group's process writes through herd (one pipe for stdout and
+        // stderr: they are shown alike, and one pipe keeps their order); so
+        // does a single command under `herd start`, so that its output
+        // follows the log when SIGUSR1 reopens it. Otherwise a single
+        // command writes to herd's own stdout and stderr.
+        let output_pipe = if !self.single || self.service.writes_a_log() {
+            Some(fd::pipe().map_err(|e| Failure::io(&doing, &e))?)
+        } else {
+            None
+        };
+        let stdin_pipe = if launch.setup.stdin_pipe {
+            Some(fd::pipe().map_err(|e| Failure::io(&doing, &e))?)
+        } else {
+            None
+        };
+        let stdin = match (&stdin_pipe, &self.null) {
+            (Some((read_end, _)), _) => Some(read_end.as_fd()),
+            (None, _) if launch.setup.takes_stdin => None,
+            (None, Some(null)) => Some(null.as_fd()),
+            (None, None) => None,
+        };
+        let output_write = output_pipe.as_ref().map(|(_, write_end)| write_end.as_fd());
+        let take_terminal = launch.setup.takes_stdin && process::owns_terminal();
+        let setup = ChildSetup {
+            mask: self.caller_mask,
+            take_terminal,
+            stdio: [stdin, output_write, output_write],
+            env: &launch.env,
+        };
+        let program = launch
+            .argv
+            .first()
+            .map_or(String::new(), |p| p.to_string_lossy().into_owned());
+        let live = process::spawn(&launch.argv, &setup).map_err(|e| {
+            if take_terminal {
+                reclaim_terminal();
+            }
+            spawn_failure(&program, &e)
+        })?;
+        let pid = live.pid();
+        if let Some((read_end, write_end)) = output_pipe {
+            // herd must not hold the write end, or the reader never sees EOF.
+            drop(write_end);
+            let reader = self.start_reader(instance, name, read_end);
+            match reader {
+                Ok(reader) => {
+                    self.readers.insert(instance, reader);
+                }
+                Err(e) => self.output.herd_line(&format!(
+                    "{name}: its output is lost: starting its reader: {}",
+                    crate::error::describe(&e)
+                )),
+            }
+        }
+        if let Some((_, write_end)) = stdin_pipe {
+            self.stdin_pipes.insert(instance, File::from(write_end));
+        }
+        if self.single {
+            self.took_terminal = take_terminal;
+        }
+        self.groups.insert(instance, LiveGroup::of(&live));
+        self.processes.insert(instance, live);
+        Ok((pid, take_terminal))
+    }
+
+    fn start_reader(&self, id: InstanceId, name: &str, pipe: OwnedFd) -> io::Result<ReaderId> {
+        let inbox = self.inbox.clone();
+        let on_end = Box::new(move || {
+            let _ = inbox.send(Event::OutputEnded(id));
+        });
+        if self.single {
+            self.output.spawn_copier(pipe, on_end)
+        } else {
+            self.output.spawn_reader(name, pipe, on_end)
+        }
+    }
+
+    /// Runs a ready probe on a thread of its own, so that a slow check (a
+    /// file on a dead network mount) never holds up the loop.
+    fn start_probe(&mut self, instance: InstanceId, check: Ready, pgid: i32) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let inbox = self.inbox.clone();
+        let stopped = Arc::clone(&stop);
+        let started = thread::Builder::new()
+            .name("probe".into())
+            .stack_size(64 * 1024)
+            .spawn(move || probe(instance, &check, pgid, &stopped, &inbox));
+        match started {
+            Ok(_) => {
+                self.probes.insert(instance, stop);
+            }
+            Err(e) => self.output.herd_line(&format!(
+                "starting a ready probe: {}",
+                crate::error::describe(&e)
+            )),
+        }
+    }
 }
 
-fn spawn(command: &[OsString], setup: &ChildSetup) -> Result<Pid, Failure> {
-    process::spawn(command, setup).map_err(|e| spawn_failure(&command[0].to_string_lossy(), &e))
+/// Tries `check` until it passes or the loop says stop.
+fn probe(instance: InstanceId, check: &Ready, pgid: i32, stop: &AtomicBool, inbox: &Inbox) {
+    let _ = pgid;
+    while !stop.load(Ordering::Relaxed) {
+        let ready = match check {
+            Ready::Started => true,
+            Ready::Tcp(port) => {
+                let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, *port));
+                std::net::TcpStream::connect_timeout(&address, PROBE_INTERVAL).is_ok()
+            }
+            Ready::File(path) => std::path::Path::new(path).exists(),
+        };
+        if ready {
+            let _ = inbox.send(Event::Probe(instance, Probed::Ready));
+            return;
+        }
+        thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+/// Gives the terminal back to herd's own process group after the child
+/// (which had it) is gone; failing that, the shell takes it back anyway.
+fn reclaim_terminal() {
+    let _ = process::give_terminal_to(process::own_process_group());
 }
 
 pub fn spawn_failure(program: &str, error: &io::Error) -> Failure {
@@ -179,288 +680,9 @@ pub fn spawn_failure(program: &str, error: &io::Error) -> Failure {
     }
 }
 
-/// Gives the terminal back to herd's own process group after the child
-/// (which had it) is gone; failing that, the shell takes it back anyway.
-fn reclaim_terminal() {
-    let _ = process::give_terminal_to(process::own_process_group());
-}
-
-/// The state of the one supervised command and its process group.
-struct Watch<'a> {
-    service: &'a mut Service,
-    /// The child's pid, which is also its process group id.
-    pid: Pid,
-    /// Set once the child has been reaped; from then on `pid` names only the
-    /// process group, never a process.
-    status: Option<WaitStatus>,
-    /// When what is left of the group gets SIGKILL.
-    kill_at: Option<Instant>,
-    /// SIGKILL was sent: there is nothing left to ask politely.
-    killed: bool,
-    started: Instant,
-    args: &'a RunArgs,
-    verbose: Verbose,
-    has_terminal: bool,
-}
-
-impl Watch<'_> {
-    fn until_group_gone(&mut self, events: &Receiver<Event>) -> Result<WaitStatus, Failure> {
-        loop {
-            if let Some(status) = self.status {
-                if !process::group_exists(self.pid) {
-                    return Ok(status);
-                }
-            }
-            let now = Instant::now();
-            if self.kill_at.is_some_and(|at| at <= now) {
-                self.kill_group();
-            }
-            // A waiting `herd start` hears "ready" once the command has
-            // stayed up for the settle time; if it exits first, the start
-            // fails with its status.
-            let report_at = self.started + self.service.settle;
-            if self.status.is_none() && self.service.awaits_report() && report_at <= now {
-                self.service.ready();
-            }
-            let mut wait = self.kill_at.map(|at| at.saturating_duration_since(now));
-            if self.status.is_none() && self.service.awaits_report() {
-                let until_report = report_at.saturating_duration_since(now);
-                wait = Some(wait.map_or(until_report, |w| w.min(until_report)));
-            }
-            if self.status.is_some() {
-                wait = Some(wait.map_or(GROUP_POLL, |w| w.min(GROUP_POLL)));
-            }
-            match next_event(events, wait)? {
-                Some(Event::Signal(libc::SIGCHLD)) => {
-                    self.reap_all()?;
-                }
-                Some(Event::Signal(libc::SIGUSR1)) if self.service.reopen_log() => {}
-                Some(Event::Signal(signal)) => self.forward(signal),
-                Some(Event::Control(command, reply_to)) => {
-                    let _ = reply_to.send(self.control(command));
-                }
-                None => {}
-            }
-        }
-    }
-
-    fn reap_all(&mut self) -> Result<(), Failure> {
-        reap_children(self.verbose, |pid, status| {
-            if pid != self.pid {
-                return false;
-            }
-            match status {
-                WaitStatus::Stopped(signal) => self.follow_into_background(signal),
-                _ => self.child_exited(status),
-            }
-            true
-        })
-        .map(drop)
-    }
-
-    fn child_exited(&mut self, status: WaitStatus) {
-        self.status = Some(status);
-        let name = self.args.command[0].to_string_lossy();
-        self.service.stop_reason = Some(format!("{name} ended ({})", describe(status)));
-        self.verbose.note(format_args!(
-            "reaped pid {} ({})",
-            self.pid,
-            describe(status)
-        ));
-        if !self.killed && process::group_exists(self.pid) {
-            let signal = self.args.defaults.stop_signal;
-            self.verbose.note(format_args!(
-                "sending {} to what is left of process group {}",
-                signals::name(signal),
-                self.pid
-            ));
-            let _ = process::send_group_signal(self.pid, signal);
-            self.start_grace();
-        }
-    }
-
-    /// The user pressed Ctrl-Z (or the child read from the terminal in the
-    /// background): herd stops too, so that the shell sees its job stopped.
-    fn follow_into_background(&mut self, signal: i32) {
-        if !self.has_terminal || !matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
-            return;
-        }
-        self.verbose.note(format_args!(
-            "child stopped by {}; stopping too",
-            signals::name(signal)
-        ));
-        let _ = process::stop_self();
-    }
-
-    fn forward(&mut self, signal: i32) {
-        if signal == libc::SIGCONT && self.has_terminal {
-            // Resumed by the shell's `fg`: the terminal goes back to the child.
-            if process::terminal_foreground() == Some(process::own_process_group()) {
-                let _ = process::give_terminal_to(self.pid);
-            }
-        }
-        // After the child is gone, only its group is left to forward to; and
-        // SIGCONT must wake every member a Ctrl-Z stopped.
-        let to_group = self.args.group_signal || self.status.is_some() || signal == libc::SIGCONT;
-        let target = if to_group { "process group" } else { "pid" };
-        self.verbose.note(format_args!(
-            "forwarding {} to {target} {}",
-            signals::name(signal),
-            self.pid
-        ));
-        let _ = if to_group {
-            process::send_group_signal(self.pid, signal)
-        } else {
-            process::send_signal(self.pid, signal)
-        };
-        if signals::is_stop_request(signal) {
-            self.start_grace();
-        }
-    }
-
-    /// A single command answers `status` and `stop`; the rest needs a group.
-    fn control(&mut self, command: Command) -> Reply {
-        match command {
-            Command::Status => {
-                let (state, pid) = match self.status {
-                    None => ("running", self.pid.to_string()),
-                    Some(_) => ("stopping", "-".to_string()),
-                };
-                let name = self.args.command[0].to_string_lossy().into_owned();
-                Reply::Ok(control::status_fields(&[control::ProcessStatus {
-                    name,
-                    state,
-                    pid,
-                    uptime: self.started.elapsed(),
-                    restarts: 0,
-                    last_exit: self.status.map(describe),
-                }]))
-            }
-            Command::Stop => {
-                self.forward(self.args.defaults.stop_signal);
-                self.start_grace();
-                Reply::Ok(Vec::new())
-            }
-            _ => Reply::Error(
-                "a single command answers status and stop only; use a group (-c, -f)".into(),
-            ),
-        }
-    }
-
-    fn start_grace(&mut self) {
-        if self.kill_at.is_none() && !self.killed {
-            self.kill_at = Some(Instant::now() + self.args.defaults.grace);
-            self.verbose.note(format_args!(
-                "process group {} gets SIGKILL in {:?} if still alive",
-                self.pid, self.args.defaults.grace
-            ));
-        }
-    }
-
-    fn kill_group(&mut self) {
-        self.verbose.note(format_args!(
-            "grace of {:?} ran out: sending SIGKILL to process group {}",
-            self.args.defaults.grace, self.pid
-        ));
-        let _ = process::send_group_signal(self.pid, libc::SIGKILL);
-        self.kill_at = None;
-        self.killed = true;
-    }
-}
-
-/// As PID 1, herd's exit kills every process left in the namespace with
-/// SIGKILL; give them `signal` and the `grace` period first, reaping them as
-/// they go.
-pub fn sweep_namespace(
-    events: &Receiver<Event>,
-    signal: i32,
-    grace: Duration,
-    verbose: Verbose,
-) -> Result<(), Failure> {
-    if process::send_signal_to_all(signal).is_err() {
-        return Ok(());
-    }
-    verbose.note(format_args!(
-        "sent {} to every process left in the namespace",
-        signals::name(signal)
-    ));
-    let mut kill_at = Some(Instant::now() + grace);
-    while reap_children(verbose, |_, _| false)? {
-        let now = Instant::now();
-        if kill_at.is_some_and(|at| at <= now) {
-            verbose.note(format_args!(
-                "grace ran out: sending SIGKILL to every process left"
-            ));
-            let _ = process::send_signal_to_all(libc::SIGKILL);
-            kill_at = None;
-        }
-        let wait = kill_at.map_or(GROUP_POLL, |at| {
-            at.saturating_duration_since(now).min(GROUP_POLL)
-        });
-        next_event(events, Some(wait))?;
-    }
-    Ok(())
-}
-
-/// Reaps every child that has changed state (and sees every stopped one).
-/// `ours` handles those it knows and returns false for any other; an orphan
-/// herd adopted and reaped is logged. Returns false once herd has no child
-/// left at all.
-pub fn reap_children(
-    verbose: Verbose,
-    mut ours: impl FnMut(Pid, WaitStatus) -> bool,
-) -> Result<bool, Failure> {
-    loop {
-        match process::reap_one().map_err(|e| Failure::io("reaping children", &e))? {
-            Reap::Changed(pid, status) => {
-                if !ours(pid, status) && !matches!(status, WaitStatus::Stopped(_)) {
-                    verbose.note(format_args!(
-                        "reaped adopted pid {pid} ({})",
-                        describe(status)
-                    ));
-                }
-            }
-            Reap::NothingYet => return Ok(true),
-            Reap::NoChildren => return Ok(false),
-        }
-    }
-}
-
-/// The next event, or `None` when `wait` passes first (`None` waits forever).
-pub fn next_event(
-    events: &Receiver<Event>,
-    wait: Option<Duration>,
-) -> Result<Option<Event>, Failure> {
-    let lost = || Failure::new("waiting for signals", "the signal thread stopped");
-    match wait {
-        None => events.recv().map(Some).map_err(|_| lost()),
-        Some(wait) => match events.recv_timeout(wait) {
-            Ok(event) => Ok(Some(event)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(lost()),
-        },
-    }
-}
-
-pub fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(code) => format!("exit {code}"),
-        WaitStatus::Signaled(signal) => format!("killed by {}", signals::name(signal)),
-        WaitStatus::Stopped(signal) => format!("stopped by {}", signals::name(signal)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_shell_convention() {
-        assert_eq!(exit_code(WaitStatus::Exited(0)), 0);
-        assert_eq!(exit_code(WaitStatus::Exited(255)), 255);
-        assert_eq!(exit_code(WaitStatus::Signaled(libc::SIGTERM)), 143);
-        assert_eq!(exit_code(WaitStatus::Signaled(libc::SIGKILL)), 137);
-    }
 
     #[test]
     fn a_missing_command_is_127_and_an_unrunnable_one_126() {

@@ -6,6 +6,7 @@
 pub mod daemon;
 #[cfg(not(test))]
 mod entry;
+pub mod events;
 pub mod fd;
 pub mod process;
 pub mod signal;

@@ -28,7 +28,7 @@ pub struct ChildSetup<'a> {
 /// not copied, nothing of ours runs in the child, and the child's exec errno
 /// comes back as this call's error, so an exec failure is never guessed from
 /// an exit code.
-pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<Pid> {
+pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
     let argv = c_strings(argv.iter().map(|arg| arg.as_bytes().to_vec()))?;
     let inherited = std::env::vars_os()
         .filter(|(key, _)| {
@@ -68,7 +68,61 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<Pid> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    Ok(pid)
+    Ok(LivePid(pid))
+}
+
+/// A child that has not been reaped yet, and the only way to signal it: the
+/// token is dropped when the child is reaped, so herd never signals a pid
+/// the kernel may have given to another process since.
+#[derive(Debug)]
+pub struct LivePid(Pid);
+
+impl LivePid {
+    pub fn pid(&self) -> Pid {
+        self.0
+    }
+
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        send_signal(self.0, signal)
+    }
+}
+
+/// The process group a child was started in (its pid is the group's id),
+/// for as long as the group may have members: the only way to signal it.
+#[derive(Debug)]
+pub struct LiveGroup(Pid);
+
+/// Who is left in a process group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Members {
+    /// Some member (zombies included) herd may signal.
+    Some,
+    None,
+    /// Members herd may not signal (EPERM): a setuid program, say.
+    Unsignallable,
+}
+
+impl LiveGroup {
+    pub fn of(leader: &LivePid) -> LiveGroup {
+        LiveGroup(leader.0)
+    }
+
+    pub fn id(&self) -> Pid {
+        self.0
+    }
+
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        // SAFETY: killpg has no memory arguments.
+        check(unsafe { libc::killpg(self.0, signal) }).map(drop)
+    }
+
+    pub fn members(&self) -> Members {
+        match self.signal(0) {
+            Ok(()) => Members::Some,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Members::Unsignallable,
+            Err(_) => Members::None,
+        }
+    }
 }
 
 fn c_strings(items: impl Iterator<Item = Vec<u8>>) -> io::Result<Vec<CString>> {
@@ -224,15 +278,9 @@ fn decode_status(status: libc::c_int) -> WaitStatus {
 }
 
 /// Sends `signal` to one process. The caller must not have reaped `pid`.
-pub fn send_signal(pid: Pid, signal: i32) -> io::Result<()> {
+fn send_signal(pid: Pid, signal: i32) -> io::Result<()> {
     // SAFETY: kill has no memory arguments; pid > 0 names one process.
     check(unsafe { libc::kill(pid, signal) }).map(drop)
-}
-
-/// Sends `signal` to every member of process group `pgid`.
-pub fn send_group_signal(pgid: Pid, signal: i32) -> io::Result<()> {
-    // SAFETY: killpg has no memory arguments.
-    check(unsafe { libc::killpg(pgid, signal) }).map(drop)
 }
 
 /// Sends `signal` to every process this one may signal, except itself (and,
@@ -240,14 +288,6 @@ pub fn send_group_signal(pgid: Pid, signal: i32) -> io::Result<()> {
 pub fn send_signal_to_all(signal: i32) -> io::Result<()> {
     // SAFETY: kill has no memory arguments; -1 means "all but init and me".
     check(unsafe { libc::kill(-1, signal) }).map(drop)
-}
-
-/// Whether process group `pgid` still has a member (zombies included).
-pub fn group_exists(pgid: Pid) -> bool {
-    match send_group_signal(pgid, 0) {
-        Ok(()) => true,
-        Err(e) => e.raw_os_error() != Some(libc::ESRCH),
-    }
 }
 
 pub fn own_pid() -> Pid {

@@ -1,7 +1,6 @@
 //! Signal masks, dispositions, and the synchronous wait for a signal.
 
-use super::{check, retry_eintr};
-use std::{io, mem::MaybeUninit, ptr};
+use std::{io, mem::MaybeUninit};
 
 /// A set of signals (`sigset_t`).
 #[derive(Clone, Copy)]
@@ -15,6 +14,17 @@ impl SignalSet {
         // fail for a valid pointer.
         unsafe {
             libc::sigfillset(set.as_mut_ptr());
+            SignalSet(set.assume_init())
+        }
+    }
+
+    /// No signal.
+    #[cfg(test)]
+    pub fn empty() -> SignalSet {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the whole set it is given.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
             SignalSet(set.assume_init())
         }
     }
@@ -56,12 +66,4 @@ pub fn block_all() -> io::Result<SignalSet> {
     }
     // SAFETY: pthread_sigmask returned 0, so `old` was written.
     Ok(SignalSet(unsafe { old.assume_init() }))
-}
-
-/// Waits until one of `set` is pending and takes it; returns its number.
-pub fn wait_for(set: &SignalSet) -> io::Result<i32> {
-    retry_eintr(|| {
-        // SAFETY: set.0 is initialised; a null siginfo pointer is allowed.
-        check(unsafe { libc::sigwaitinfo(&set.0, ptr::null_mut()) })
-    })
 }

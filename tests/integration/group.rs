@@ -503,8 +503,10 @@ fn timestamps_come_before_the_name() {
 
 #[test]
 fn other_signals_reach_every_process_group() {
+    // Only the grandchild acts on HUP: the main process ignores it, so that
+    // no exit stops the group before every grandchild has said so.
     let script = |name: &str| {
-        format!("{name}=sh -c 'trap \"echo {name} grandchild got HUP; exit 0\" HUP; echo {name} ready; while :; do sleep 0.05; done' & wait")
+        format!("{name}=trap '' HUP; (trap - HUP; exec sh -c 'trap \"echo {name} grandchild got HUP\" HUP; echo {name} ready; while :; do sleep 0.05; done') & wait")
     };
     let mut herd = Running::start(&mut group(&["-c", &script("a"), "-c", &script("b")]));
     herd.expect_line("a ready");

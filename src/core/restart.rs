@@ -1,4 +1,4 @@
-//! When a process of a group may start again: its restart backoff and its
+//! When a unit that exited may start again: its restart backoff and its
 //! start limit (pure arithmetic over instants, no processes).
 
 use std::collections::VecDeque;

@@ -1,0 +1,1215 @@
+//! The table's decisions, driven with made-up inputs and times: no process,
+//! no clock, no sleep.
+
+use super::*;
+use crate::spec::Defaults;
+
+const MS: Duration = Duration::from_millis(1);
+const TERM: i32 = libc::SIGTERM;
+const KILL: i32 = libc::SIGKILL;
+
+fn spec(name: &str) -> ProcessSpec {
+    ProcessSpec::new(
+        name.to_string(),
+        format!("run {name}"),
+        &Defaults::default(),
+    )
+}
+
+fn with(mut spec: ProcessSpec, key: &str, value: Option<&str>) -> ProcessSpec {
+    spec.apply(key, value).unwrap();
+    spec
+}
+
+fn settings(policy: Policy) -> Settings {
+    Settings {
+        policy,
+        backoff_min: 100 * MS,
+        backoff_max: 1000 * MS,
+        start_limit: 3,
+        start_window: Duration::from_secs(60),
+        settle: None,
+        sweep: None,
+        reopens_log: false,
+        output_linger: 100 * MS,
+    }
+}
+
+const GROUP: Policy = Policy::Group {
+    parallel_stop: false,
+};
+
+/// A table and a clock, with the executor's part played by hand: every
+/// spawn succeeds with pid 100 + the instance id unless told otherwise.
+struct Sim {
+    table: Table,
+    now: Instant,
+    /// Everything the table asked for so far.
+    log: Vec<Effect>,
+    fail_spawns: bool,
+    /// Spawned instances have an output pipe.
+    with_output: bool,
+}
+
+impl Sim {
+    fn new(settings: Settings, specs: Vec<ProcessSpec>) -> Sim {
+        let units = specs
+            .into_iter()
+            .map(|spec| UnitSetup {
+                spec,
+                takes_stdin: false,
+                stdin_pipe: false,
+            })
+            .collect();
+        Sim {
+            table: Table::new(settings, units),
+            now: Instant::now(),
+            log: Vec::new(),
+            fail_spawns: false,
+            with_output: false,
+        }
+    }
+
+    fn group(specs: Vec<ProcessSpec>) -> Sim {
+        let mut sim = Sim::new(settings(GROUP), specs);
+        sim.feed(Input::Tick);
+        sim
+    }
+
+    fn single(group_signal: bool) -> Sim {
+        let mut sim = Sim::new(
+            settings(Policy::Transparent { group_signal }),
+            vec![spec("./server")],
+        );
+        sim.feed(Input::Tick);
+        sim
+    }
+
+    /// Steps `input` and the spawn results it leads to; returns the effects.
+    fn feed(&mut self, input: Input) -> Vec<Effect> {
+        let mut inputs = vec![input];
+        let mut all = Vec::new();
+        while !inputs.is_empty() {
+            let input = inputs.remove(0);
+            for effect in self.table.step(input, self.now) {
+                if let Effect::Spawn { instance, .. } = effect {
+                    inputs.push(if self.fail_spawns {
+                        Input::SpawnFailed {
+                            instance,
+                            failure: Failure::new("executing /bin/sh", "argument list too long")
+                                .with_exit_code(126),
+                        }
+                    } else {
+                        Input::Spawned {
+                            instance,
+                            pid: pid_of_instance(instance),
+                            has_terminal: false,
+                            has_output: self.with_output,
+                        }
+                    });
+                }
+                all.push(effect);
+            }
+        }
+        self.log.extend(all.iter().map(clone_effect));
+        all
+    }
+
+    fn after(&mut self, wait: Duration) -> Vec<Effect> {
+        self.now += wait;
+        self.feed(Input::Tick)
+    }
+
+    fn signal(&mut self, signal: i32) -> Vec<Effect> {
+        self.feed(Input::Signal(signal))
+    }
+
+    /// The unit's current instance.
+    fn current(&self, name: &str) -> &Instance {
+        self.unit(name)
+            .instances
+            .last()
+            .unwrap_or_else(|| panic!("{name} has no instance"))
+    }
+
+    fn unit(&self, name: &str) -> &Unit {
+        self.table
+            .units
+            .iter()
+            .find(|u| u.spec.name == name)
+            .unwrap()
+    }
+
+    fn pid(&self, name: &str) -> Pid {
+        self.current(name).pid.unwrap()
+    }
+
+    fn id(&self, name: &str) -> InstanceId {
+        self.current(name).id
+    }
+
+    /// The main process exits; its group is empty unless `leftovers`.
+    fn exit(&mut self, name: &str, status: WaitStatus) -> Vec<Effect> {
+        let pid = self.pid(name);
+        self.feed(Input::Exited {
+            pid,
+            status,
+            group: GroupState::Empty,
+        })
+    }
+
+    fn exit_leaving(&mut self, name: &str, status: WaitStatus) -> Vec<Effect> {
+        let pid = self.pid(name);
+        self.feed(Input::Exited {
+            pid,
+            status,
+            group: GroupState::Alive,
+        })
+    }
+
+    /// Every instance that was signalled with `signal` exits of it.
+    fn obey(&mut self, effects: &[Effect]) -> Vec<Effect> {
+        let mut all = Vec::new();
+        for effect in effects {
+            if let Effect::Signal {
+                to: Target::Group(id),
+                signal,
+            } = effect
+            {
+                if let Some((_, instance)) = self.table.instance(*id) {
+                    if let Some(pid) = instance.pid {
+                        all.extend(self.feed(Input::Exited {
+                            pid,
+                            status: WaitStatus::Signaled(*signal),
+                            group: GroupState::Empty,
+                        }));
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    fn control(&mut self, command: Command) -> Answer {
+        let effects = self.feed(Input::Control { client: 7, command });
+        effects
+            .into_iter()
+            .find_map(|effect| match effect {
+                Effect::Reply { client: 7, answer } => Some(answer),
+                _ => None,
+            })
+            .expect("every request gets a reply")
+    }
+
+    fn state(&self, name: &str) -> &'static str {
+        let rows = self.table.status(self.now);
+        rows.into_iter().find(|r| r.name == name).unwrap().state
+    }
+}
+
+fn pid_of_instance(id: InstanceId) -> Pid {
+    100 + Pid::try_from(id).unwrap()
+}
+
+fn clone_effect(effect: &Effect) -> Effect {
+    match effect {
+        Effect::Spawn { instance, unit } => Effect::Spawn {
+            instance: *instance,
+            unit: *unit,
+        },
+        Effect::Signal { to, signal } => Effect::Signal {
+            to: *to,
+            signal: *signal,
+        },
+        Effect::SignalAll(signal) => Effect::SignalAll(*signal),
+        Effect::Line(text) => Effect::Line(text.clone()),
+        Effect::LineAfterOutput { text, instance } => Effect::LineAfterOutput {
+            text: text.clone(),
+            instance: *instance,
+        },
+        Effect::Note(text) => Effect::Note(text.clone()),
+        Effect::Reply { client, .. } => Effect::Reply {
+            client: *client,
+            answer: Answer::Ok(Vec::new()),
+        },
+        Effect::StartProbe {
+            instance,
+            check,
+            pgid,
+        } => Effect::StartProbe {
+            instance: *instance,
+            check: check.clone(),
+            pgid: *pgid,
+        },
+        Effect::StopProbe(id) => Effect::StopProbe(*id),
+        Effect::ReportReady => Effect::ReportReady,
+        Effect::ReclaimTerminal => Effect::ReclaimTerminal,
+        Effect::ResumeTerminal(id) => Effect::ResumeTerminal(*id),
+        Effect::StopSelf => Effect::StopSelf,
+        Effect::ReopenLog => Effect::ReopenLog,
+        Effect::Forget(id) => Effect::Forget(*id),
+    }
+}
+
+/// The text of every event line (exit lines included).
+fn lines(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Line(text) | Effect::LineAfterOutput { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_line(effects: &[Effect], needle: &str) -> bool {
+    lines(effects).iter().any(|line| line.contains(needle))
+}
+
+fn spawns(effects: &[Effect]) -> Vec<usize> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Spawn { unit, .. } => Some(*unit),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals(effects: &[Effect]) -> Vec<(Target, i32)> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Signal { to, signal } => Some((*to, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exited(code: i32) -> WaitStatus {
+    WaitStatus::Exited(code)
+}
+
+fn outcome_code(sim: &Sim) -> u8 {
+    sim.table
+        .outcome()
+        .unwrap_or_else(|| panic!("not finished: {:?}", sim.table.status(sim.now)))
+        .code
+}
+
+// --- ordered start and readiness ---------------------------------------
+
+#[test]
+fn a_group_starts_its_units_in_order() {
+    let sim = Sim::group(vec![spec("db"), spec("web"), spec("worker")]);
+    assert_eq!(spawns(&sim.log), [0, 1, 2]);
+    assert_eq!(
+        lines(&sim.log),
+        [
+            "db started (pid 101)",
+            "web started (pid 102)",
+            "worker started (pid 103)"
+        ]
+    );
+    assert_eq!(sim.state("worker"), "running");
+}
+
+#[test]
+fn a_unit_with_a_ready_check_holds_back_the_next_until_ready() {
+    let db = with(spec("db"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![db, spec("web")]);
+    assert_eq!(spawns(&sim.log), [0], "web waits for db");
+    assert_eq!(sim.state("db"), "starting");
+    assert_eq!(sim.state("web"), "waiting");
+    let probe = sim
+        .log
+        .iter()
+        .any(|e| matches!(e, Effect::StartProbe { pgid: 101, .. }));
+    assert!(probe, "db's probe was started for its group");
+    let effects = sim.feed(Input::Ready(sim.id("db")));
+    assert_eq!(lines(&effects), ["db is ready", "web started (pid 102)"]);
+    assert!(effects.contains(&Effect::StopProbe(1)));
+}
+
+#[test]
+fn a_ready_timeout_on_the_first_start_stops_the_group_with_124() {
+    let db = with(spec("db"), "ready-timeout", Some("2"));
+    let db = with(db, "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![db, spec("web")]);
+    assert!(sim.after(1999 * MS).is_empty(), "not before the timeout");
+    let effects = sim.after(MS);
+    assert!(has_line(&effects, "db: not ready after 2s"));
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)]);
+    sim.obey(&effects);
+    assert_eq!(spawns(&sim.log), [0], "web never started");
+    assert_eq!(outcome_code(&sim), EXIT_NOT_READY);
+    let outcome = sim.table.outcome().unwrap();
+    assert_eq!(outcome.message.as_deref(), Some("db: not ready after 2s"));
+}
+
+#[test]
+fn a_ready_timeout_after_the_first_start_goes_through_the_restart_policy() {
+    let web = with(spec("web"), "ready", Some("file:/tmp/up"));
+    let web = with(web, "ready-timeout", Some("1"));
+    let web = with(web, "restart", Some("always"));
+    let mut sim = Sim::group(vec![web]);
+    sim.feed(Input::Ready(sim.id("web")));
+    sim.exit("web", exited(1));
+    sim.after(100 * MS);
+    assert_eq!(sim.state("web"), "starting", "restarted");
+    let effects = sim.after(Duration::from_secs(1));
+    assert!(has_line(&effects, "web: not ready after 1s"));
+    let effects = sim.obey(&effects);
+    assert!(has_line(&effects, "web restarting in"), "{effects:?}");
+    assert!(sim.table.outcome().is_none(), "the group goes on");
+}
+
+#[test]
+fn a_ready_report_for_an_instance_that_is_gone_changes_nothing() {
+    let web = with(spec("web"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![web, spec("next")]);
+    let old = sim.id("web");
+    sim.exit("web", exited(1));
+    let effects = sim.feed(Input::Ready(old));
+    assert!(lines(&effects).is_empty());
+    assert_eq!(spawns(&sim.log), [0]);
+}
+
+#[test]
+fn an_exit_line_belongs_after_the_output_of_its_instance() {
+    let mut sim = Sim::group(vec![spec("web"), spec("other")]);
+    let id = sim.id("web");
+    let effects = sim.exit("web", exited(3));
+    assert!(effects.contains(&Effect::LineAfterOutput {
+        text: "web exited with code 3".to_string(),
+        instance: id
+    }));
+}
+
+#[test]
+fn the_next_unit_is_stopped_after_the_output_of_the_last_one_ended() {
+    let mut sim = Sim::new(settings(GROUP), vec![spec("db"), spec("web")]);
+    sim.with_output = true;
+    sim.feed(Input::Tick);
+    let effects = sim.signal(TERM);
+    assert_eq!(signals(&effects), [(Target::Group(2), TERM)]);
+    let effects = sim.obey(&effects);
+    assert!(signals(&effects).is_empty(), "web's output is still coming");
+    let effects = sim.feed(Input::OutputEnded(2));
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)]);
+}
+
+#[test]
+fn output_held_open_by_a_leftover_delays_the_next_step_only_a_little() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::new(settings(GROUP), vec![web]);
+    sim.with_output = true;
+    sim.feed(Input::Tick);
+    sim.exit("web", exited(1));
+    assert_eq!(sim.state("web"), "stopping", "waiting for its output");
+    assert_eq!(sim.table.next_deadline(), Some(sim.now + 100 * MS));
+    let effects = sim.after(100 * MS);
+    assert!(has_line(&effects, "web restarting in 0.1s"), "{effects:?}");
+}
+
+// --- exits, restarts, backoff, start limit -----------------------------
+
+#[test]
+fn a_unit_that_exits_without_restart_stops_the_group_with_its_code() {
+    let mut sim = Sim::group(vec![spec("web"), spec("worker")]);
+    sim.exit("web", exited(3));
+    let stop = sim
+        .log
+        .iter()
+        .any(|e| matches!(e, Effect::Signal { to: Target::Group(2), signal } if *signal == TERM));
+    assert!(stop, "worker was asked to stop");
+    let term = signals(&sim.log);
+    sim.obey(&[Effect::Signal {
+        to: term[0].0,
+        signal: TERM,
+    }]);
+    assert_eq!(outcome_code(&sim), 3);
+    assert_eq!(sim.table.outcome().unwrap().reason, "web ended (exit 3)");
+}
+
+#[test]
+fn on_failure_restarts_after_the_backoff_delay() {
+    let web = with(spec("web"), "restart", Some("on-failure"));
+    let mut sim = Sim::group(vec![web]);
+    let effects = sim.exit("web", exited(1));
+    assert!(has_line(&effects, "web restarting in 0.1s"));
+    assert_eq!(sim.state("web"), "backoff");
+    assert!(
+        spawns(&sim.after(99 * MS)).is_empty(),
+        "not before the delay"
+    );
+    assert_eq!(spawns(&sim.after(MS)), [0]);
+    assert_eq!(sim.unit("web").restarts, 1);
+    assert_eq!(sim.current("web").generation, 2);
+}
+
+#[test]
+fn on_failure_lets_a_clean_exit_stop_the_group_with_0() {
+    let web = with(spec("web"), "restart", Some("on-failure"));
+    let mut sim = Sim::group(vec![web]);
+    sim.exit("web", exited(0));
+    assert_eq!(outcome_code(&sim), 0);
+}
+
+#[test]
+fn always_restarts_after_a_clean_exit_too() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::group(vec![web]);
+    sim.exit("web", exited(0));
+    assert_eq!(sim.state("web"), "backoff");
+}
+
+#[test]
+fn the_backoff_doubles_between_quick_failures() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::with_limit(vec![web], 10);
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let effects = sim.exit("web", exited(1));
+        delays.extend(
+            lines(&effects)
+                .into_iter()
+                .filter(|l| l.contains("restarting")),
+        );
+        sim.after(Duration::from_secs(1));
+    }
+    assert_eq!(
+        delays,
+        ["0.1s", "0.2s", "0.4s", "0.8s", "1s"].map(|d| format!("web restarting in {d}"))
+    );
+}
+
+#[test]
+fn a_long_run_resets_the_backoff() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::with_limit(vec![web], 10);
+    sim.exit("web", exited(1));
+    sim.after(100 * MS);
+    sim.exit("web", exited(1));
+    sim.after(200 * MS);
+    sim.after(Duration::from_secs(5));
+    let effects = sim.exit("web", exited(1));
+    assert!(has_line(&effects, "web restarting in 0.1s"), "{effects:?}");
+}
+
+#[test]
+fn the_start_limit_gives_up_and_stops_the_group_with_the_units_code() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::group(vec![web]);
+    for _ in 0..3 {
+        sim.exit("web", exited(2));
+        sim.after(Duration::from_secs(1));
+    }
+    let effects = sim.exit("web", exited(2));
+    assert!(has_line(&effects, "web: gave up after 3 restarts in 60s"));
+    assert_eq!(outcome_code(&sim), 2);
+    let outcome = sim.table.outcome().unwrap();
+    assert_eq!(
+        outcome.message.as_deref(),
+        Some("web: gave up after 3 restarts in 60s")
+    );
+}
+
+#[test]
+fn a_oneshot_exiting_0_leaves_the_others_running() {
+    let migrate = with(spec("migrate"), "oneshot", None);
+    let mut sim = Sim::group(vec![migrate, spec("web")]);
+    sim.exit("migrate", exited(0));
+    assert!(sim.table.outcome().is_none());
+    assert_eq!(sim.state("migrate"), "exited");
+    assert_eq!(sim.state("web"), "running");
+}
+
+#[test]
+fn a_oneshot_exiting_1_stops_the_group_with_1() {
+    let migrate = with(spec("migrate"), "oneshot", None);
+    let mut sim = Sim::group(vec![migrate, spec("web")]);
+    sim.exit("migrate", exited(1));
+    let effects = sim.log.iter().map(clone_effect).collect::<Vec<_>>();
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), 1);
+}
+
+impl Sim {
+    fn with_limit(specs: Vec<ProcessSpec>, limit: usize) -> Sim {
+        let mut settings = settings(GROUP);
+        settings.start_limit = limit;
+        let mut sim = Sim::new(settings, specs);
+        sim.feed(Input::Tick);
+        sim
+    }
+}
+
+// --- stopping ----------------------------------------------------------
+
+#[test]
+fn a_stop_request_stops_units_in_reverse_order_each_waited_for() {
+    let mut sim = Sim::group(vec![spec("db"), spec("web"), spec("worker")]);
+    let effects = sim.signal(TERM);
+    assert!(has_line(&effects, "got SIGTERM: stopping"));
+    assert_eq!(
+        signals(&effects),
+        [(Target::Group(3), TERM)],
+        "worker first"
+    );
+    let effects = sim.obey(&effects);
+    assert_eq!(signals(&effects), [(Target::Group(2), TERM)], "then web");
+    let effects = sim.obey(&effects);
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)], "db last");
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), 0, "ended by the signal herd sent");
+    assert_eq!(sim.table.outcome().unwrap().reason, "stopped on request");
+}
+
+#[test]
+fn parallel_stop_asks_every_unit_at_once() {
+    let mut sim = Sim::new(
+        settings(Policy::Group {
+            parallel_stop: true,
+        }),
+        vec![spec("db"), spec("web"), spec("worker")],
+    );
+    sim.feed(Input::Tick);
+    let effects = sim.signal(libc::SIGINT);
+    assert_eq!(
+        signals(&effects),
+        [3, 2, 1].map(|id| (Target::Group(id), TERM))
+    );
+}
+
+#[test]
+fn a_stopping_unit_gets_sigkill_after_its_grace() {
+    let web = with(spec("web"), "grace", Some("5"));
+    let mut sim = Sim::group(vec![web]);
+    sim.signal(TERM);
+    assert!(signals(&sim.after(4999 * MS)).is_empty(), "not before");
+    let effects = sim.after(MS);
+    assert!(has_line(
+        &effects,
+        "web still running after 5s grace: sending SIGKILL"
+    ));
+    assert_eq!(signals(&effects), [(Target::Group(1), KILL)]);
+    assert!(
+        signals(&sim.after(Duration::from_secs(60))).is_empty(),
+        "once"
+    );
+}
+
+#[test]
+fn the_stop_signal_and_grace_are_each_units_own() {
+    let web = with(spec("web"), "stop-signal", Some("QUIT"));
+    let mut sim = Sim::group(vec![web]);
+    let effects = sim.signal(TERM);
+    assert!(has_line(&effects, "stopping web (SIGQUIT)"));
+    assert_eq!(signals(&effects), [(Target::Group(1), libc::SIGQUIT)]);
+    sim.obey(&effects);
+    assert_eq!(
+        outcome_code(&sim),
+        0,
+        "death by its own stop signal is clean"
+    );
+}
+
+#[test]
+fn a_second_stop_request_kills_everything_at_once() {
+    let mut sim = Sim::group(vec![spec("db"), spec("web")]);
+    sim.signal(TERM);
+    let effects = sim.signal(libc::SIGINT);
+    assert!(has_line(
+        &effects,
+        "got SIGINT while stopping: killing everything"
+    ));
+    assert_eq!(signals(&effects), [(Target::Group(2), KILL)]);
+    let effects = sim.obey(&effects);
+    assert_eq!(
+        signals(&effects),
+        [(Target::Group(1), KILL)],
+        "the rest at once"
+    );
+}
+
+#[test]
+fn a_second_sigquit_does_not_kill_everything() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    sim.signal(libc::SIGQUIT);
+    let effects = sim.signal(libc::SIGQUIT);
+    assert!(signals(&effects).is_empty());
+}
+
+#[test]
+fn a_stop_during_a_backoff_cancels_the_restart() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::group(vec![web]);
+    sim.exit("web", exited(1));
+    sim.signal(TERM);
+    assert!(spawns(&sim.after(Duration::from_secs(5))).is_empty());
+    assert_eq!(outcome_code(&sim), 1, "web's last status was a failure");
+}
+
+#[test]
+fn a_stop_before_later_units_started_never_starts_them() {
+    let db = with(spec("db"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![db, spec("web")]);
+    let effects = sim.signal(TERM);
+    sim.obey(&effects);
+    sim.feed(Input::Ready(1));
+    assert_eq!(spawns(&sim.log), [0]);
+    assert!(sim.table.outcome().is_some());
+}
+
+#[test]
+fn leftovers_of_an_exited_main_process_get_the_stop_signal_and_then_sigkill() {
+    let web = with(spec("web"), "grace", Some("1"));
+    let mut sim = Sim::group(vec![web]);
+    let effects = sim.exit_leaving("web", exited(0));
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)]);
+    assert_eq!(sim.state("web"), "stopping");
+    assert_eq!(sim.table.groups_to_watch().collect::<Vec<_>>(), [(1, 101)]);
+    let effects = sim.after(Duration::from_secs(1));
+    assert_eq!(signals(&effects), [(Target::Group(1), KILL)]);
+    assert!(
+        sim.table.outcome().is_none(),
+        "not gone while its group lives"
+    );
+    sim.feed(Input::Group {
+        instance: 1,
+        state: GroupState::Empty,
+    });
+    assert_eq!(outcome_code(&sim), 0);
+}
+
+#[test]
+fn an_unreachable_group_is_reported_once_and_not_waited_for() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    let pid = sim.pid("web");
+    let effects = sim.feed(Input::Exited {
+        pid,
+        status: exited(0),
+        group: GroupState::Unreachable,
+    });
+    let said = lines(&effects);
+    assert_eq!(
+        said.iter()
+            .filter(|l| l.contains("cannot be signalled"))
+            .count(),
+        1,
+        "{said:?}"
+    );
+    assert!(signals(&effects).is_empty());
+    assert_eq!(outcome_code(&sim), 0, "herd does not wait for it");
+}
+
+#[test]
+fn a_requested_stop_exits_with_the_first_unclean_status() {
+    let mut sim = Sim::group(vec![spec("db"), spec("web")]);
+    sim.signal(TERM);
+    sim.exit("web", exited(7));
+    sim.exit("db", WaitStatus::Signaled(TERM));
+    assert_eq!(outcome_code(&sim), 7);
+}
+
+// --- spawn failures ----------------------------------------------------
+
+#[test]
+fn a_spawn_failure_stops_the_group_before_later_units_start() {
+    let mut sim = Sim::new(settings(GROUP), vec![spec("a"), spec("b"), spec("c")]);
+    // a starts; b cannot be spawned; c must never be tried.
+    let first = sim.table.step(Input::Tick, sim.now);
+    assert_eq!(spawns(&first), [0]);
+    let after_a = sim.table.step(
+        Input::Spawned {
+            instance: 1,
+            pid: 101,
+            has_terminal: false,
+            has_output: false,
+        },
+        sim.now,
+    );
+    assert_eq!(spawns(&after_a), [1]);
+    let effects = sim.table.step(
+        Input::SpawnFailed {
+            instance: 2,
+            failure: Failure::new("executing /bin/sh", "argument list too long")
+                .with_exit_code(126),
+        },
+        sim.now,
+    );
+    assert!(spawns(&effects).is_empty(), "c is not started");
+    assert!(has_line(
+        &effects,
+        "b could not be started: executing /bin/sh: argument list too long"
+    ));
+    assert_eq!(
+        signals(&effects),
+        [(Target::Group(1), TERM)],
+        "a is stopped"
+    );
+    sim.obey(&effects);
+    let outcome = sim.table.outcome().unwrap();
+    assert_eq!(outcome.code, 126);
+    assert_eq!(
+        outcome.message.as_deref(),
+        Some("b could not be started: executing /bin/sh: argument list too long")
+    );
+}
+
+#[test]
+fn a_single_command_that_cannot_be_spawned_is_herds_own_failure() {
+    let mut sim = Sim::new(
+        settings(Policy::Transparent {
+            group_signal: false,
+        }),
+        vec![spec("nope")],
+    );
+    sim.fail_spawns = true;
+    sim.feed(Input::Tick);
+    let outcome = sim.table.outcome().unwrap();
+    assert_eq!(outcome.code, 126);
+    assert!(outcome.failure.is_some());
+    assert!(
+        lines(&sim.log).is_empty(),
+        "a single command has no event lines"
+    );
+}
+
+// --- signals -----------------------------------------------------------
+
+#[test]
+fn other_signals_go_to_every_live_group() {
+    let mut sim = Sim::group(vec![spec("a"), spec("b")]);
+    let effects = sim.signal(libc::SIGUSR2);
+    assert_eq!(
+        signals(&effects),
+        [
+            (Target::Group(1), libc::SIGUSR2),
+            (Target::Group(2), libc::SIGUSR2)
+        ]
+    );
+}
+
+#[test]
+fn ctrl_z_stops_every_group_and_herd() {
+    let mut sim = Sim::group(vec![spec("a")]);
+    let effects = sim.signal(libc::SIGTSTP);
+    assert_eq!(signals(&effects), [(Target::Group(1), libc::SIGTSTP)]);
+    assert_eq!(effects.last(), Some(&Effect::StopSelf));
+}
+
+#[test]
+fn sigusr1_reopens_the_log_when_there_is_one_and_is_forwarded_otherwise() {
+    let mut with_log = settings(GROUP);
+    with_log.reopens_log = true;
+    let mut sim = Sim::new(with_log, vec![spec("a")]);
+    sim.feed(Input::Tick);
+    assert_eq!(sim.signal(libc::SIGUSR1), [Effect::ReopenLog]);
+    let mut sim = Sim::group(vec![spec("a")]);
+    assert_eq!(
+        signals(&sim.signal(libc::SIGUSR1)),
+        [(Target::Group(1), libc::SIGUSR1)]
+    );
+}
+
+// --- control requests --------------------------------------------------
+
+#[test]
+fn stopping_one_unit_keeps_the_group_and_start_brings_it_back() {
+    let mut sim = Sim::group(vec![spec("web"), spec("worker")]);
+    assert_eq!(
+        sim.control(Command::StopProcess("web".into())),
+        Answer::Ok(vec![])
+    );
+    let effects = sim.log.iter().map(clone_effect).collect::<Vec<_>>();
+    sim.obey(&effects[effects.len().saturating_sub(3)..]);
+    assert_eq!(sim.state("web"), "stopped");
+    assert!(sim.table.outcome().is_none());
+    assert_eq!(
+        sim.control(Command::StartProcess("web".into())),
+        Answer::Ok(vec![])
+    );
+    assert_eq!(sim.state("web"), "running");
+    assert_eq!(
+        sim.control(Command::StartProcess("web".into())),
+        Answer::Error("web is already running".into())
+    );
+}
+
+#[test]
+fn restart_gives_a_new_instance_and_counts_it() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    let before = sim.id("web");
+    sim.control(Command::Restart("web".into()));
+    let term = Effect::Signal {
+        to: Target::Group(before),
+        signal: TERM,
+    };
+    sim.obey(&[term]);
+    assert_ne!(sim.id("web"), before);
+    assert_eq!(sim.unit("web").restarts, 1);
+    assert_eq!(sim.state("web"), "running");
+}
+
+#[test]
+fn restart_of_a_stopped_unit_starts_it() {
+    let mut sim = Sim::group(vec![spec("web"), spec("other")]);
+    sim.control(Command::StopProcess("web".into()));
+    let term = Effect::Signal {
+        to: Target::Group(1),
+        signal: TERM,
+    };
+    sim.obey(&[term]);
+    sim.control(Command::Restart("web".into()));
+    assert_eq!(sim.state("web"), "running");
+}
+
+#[test]
+fn requests_for_unknown_units_are_refused() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    assert_eq!(
+        sim.control(Command::Restart("nope".into())),
+        Answer::Error("no process named 'nope'".into())
+    );
+}
+
+#[test]
+fn only_status_and_stop_are_answered_while_stopping() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    sim.signal(TERM);
+    assert_eq!(
+        sim.control(Command::Restart("web".into())),
+        Answer::Error("the group is stopping".into())
+    );
+    assert!(matches!(sim.control(Command::Status), Answer::Ok(_)));
+    assert_eq!(sim.control(Command::Stop), Answer::Ok(vec![]));
+}
+
+#[test]
+fn a_signal_request_goes_to_the_units_group() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    sim.control(Command::Signal("web".into(), libc::SIGHUP));
+    assert!(sim.log.contains(&Effect::Signal {
+        to: Target::Group(1),
+        signal: libc::SIGHUP
+    }));
+}
+
+#[test]
+fn send_needs_a_stdin_pipe() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    assert_eq!(
+        sim.control(Command::Send("web".into())),
+        Answer::Error("web was not started with --stdin-pipe".into())
+    );
+    let units = vec![UnitSetup {
+        spec: spec("web"),
+        takes_stdin: false,
+        stdin_pipe: true,
+    }];
+    let mut table = Table::new(settings(GROUP), units);
+    let now = Instant::now();
+    table.step(Input::Tick, now);
+    table.step(
+        Input::Spawned {
+            instance: 1,
+            pid: 101,
+            has_terminal: false,
+            has_output: false,
+        },
+        now,
+    );
+    let effects = table.step(
+        Input::Control {
+            client: 1,
+            command: Command::Send("web".into()),
+        },
+        now,
+    );
+    assert!(effects.contains(&Effect::Reply {
+        client: 1,
+        answer: Answer::Stdin(1)
+    }));
+}
+
+#[test]
+fn status_rows_show_states_pids_and_last_exits() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::group(vec![web, spec("worker")]);
+    sim.exit("web", exited(4));
+    let rows = sim.table.status(sim.now);
+    assert_eq!(rows[0].state, "backoff");
+    assert_eq!(rows[0].pid, "-");
+    assert_eq!(rows[0].last_exit.as_deref(), Some("exit 4"));
+    assert_eq!(rows[1].state, "running");
+    assert_eq!(rows[1].pid, "102");
+}
+
+// --- herd start's report -----------------------------------------------
+
+#[test]
+fn herd_start_is_told_ready_once_units_without_checks_have_settled() {
+    let mut settings = settings(GROUP);
+    settings.settle = Some(500 * MS);
+    let mut sim = Sim::new(settings, vec![spec("web")]);
+    sim.feed(Input::Tick);
+    assert!(!sim.log.contains(&Effect::ReportReady));
+    assert_eq!(sim.table.next_deadline(), Some(sim.now + 500 * MS));
+    let effects = sim.after(500 * MS);
+    assert_eq!(effects, [Effect::ReportReady]);
+    assert!(
+        !sim.after(Duration::from_secs(1))
+            .contains(&Effect::ReportReady),
+        "once"
+    );
+}
+
+#[test]
+fn herd_start_is_told_ready_when_a_ready_check_passes() {
+    let mut settings = settings(GROUP);
+    settings.settle = Some(Duration::from_secs(5));
+    let web = with(spec("web"), "ready", Some("tcp:80"));
+    let mut sim = Sim::new(settings, vec![web]);
+    sim.feed(Input::Tick);
+    let effects = sim.feed(Input::Ready(1));
+    assert!(effects.contains(&Effect::ReportReady));
+}
+
+#[test]
+fn herd_start_is_never_told_ready_when_a_unit_exits_before_settling() {
+    let mut settings = settings(GROUP);
+    settings.settle = Some(500 * MS);
+    let mut sim = Sim::new(settings, vec![spec("web")]);
+    sim.feed(Input::Tick);
+    sim.now += 100 * MS;
+    sim.exit("web", exited(2));
+    sim.after(Duration::from_secs(1));
+    assert!(!sim.log.contains(&Effect::ReportReady));
+    assert_eq!(sim.table.outcome().unwrap().reason, "web ended (exit 2)");
+}
+
+// --- a single command --------------------------------------------------
+
+#[test]
+fn a_single_command_passes_its_exit_code_through() {
+    for (status, code) in [
+        (exited(0), 0),
+        (exited(255), 255),
+        (WaitStatus::Signaled(TERM), 143),
+        (WaitStatus::Signaled(KILL), 137),
+    ] {
+        let mut sim = Sim::single(false);
+        sim.exit("./server", status);
+        assert_eq!(outcome_code(&sim), code, "{status:?}");
+    }
+}
+
+#[test]
+fn a_single_command_gets_signals_at_its_pid_or_with_group_signal_its_group() {
+    let mut sim = Sim::single(false);
+    assert_eq!(
+        signals(&sim.signal(libc::SIGHUP)),
+        [(Target::Process(1), libc::SIGHUP)]
+    );
+    let mut sim = Sim::single(true);
+    assert_eq!(
+        signals(&sim.signal(libc::SIGHUP)),
+        [(Target::Group(1), libc::SIGHUP)]
+    );
+}
+
+#[test]
+fn a_stop_request_to_a_single_command_is_forwarded_and_starts_the_grace() {
+    let mut sim = Sim::single(false);
+    let effects = sim.signal(TERM);
+    assert_eq!(signals(&effects), [(Target::Process(1), TERM)]);
+    assert_eq!(sim.state("./server"), "running", "until it exits");
+    let effects = sim.after(Duration::from_secs(10));
+    assert_eq!(signals(&effects), [(Target::Group(1), KILL)]);
+    let effects = sim.exit("./server", WaitStatus::Signaled(KILL));
+    assert!(signals(&effects).is_empty());
+    assert_eq!(outcome_code(&sim), 137);
+}
+
+#[test]
+fn after_a_single_command_exits_its_leftovers_are_stopped_then_killed() {
+    let mut sim = Sim::single(false);
+    let effects = sim.exit_leaving("./server", exited(0));
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)]);
+    assert!(signals(&sim.signal(libc::SIGHUP)) == [(Target::Group(1), libc::SIGHUP)]);
+    let effects = sim.after(Duration::from_secs(10));
+    assert_eq!(signals(&effects), [(Target::Group(1), KILL)]);
+    sim.feed(Input::Group {
+        instance: 1,
+        state: GroupState::Empty,
+    });
+    assert_eq!(outcome_code(&sim), 0, "the command's own status");
+}
+
+#[test]
+fn a_single_command_asked_to_stop_then_exiting_leaves_its_group_the_stop_signal() {
+    let mut sim = Sim::single(false);
+    sim.signal(TERM);
+    let effects = sim.exit_leaving("./server", WaitStatus::Signaled(TERM));
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)]);
+}
+
+#[test]
+fn a_single_command_stopped_by_the_terminal_stops_herd_and_sigcont_hands_it_back() {
+    let units = vec![UnitSetup {
+        spec: spec("./sh"),
+        takes_stdin: true,
+        stdin_pipe: false,
+    }];
+    let mut table = Table::new(
+        settings(Policy::Transparent {
+            group_signal: false,
+        }),
+        units,
+    );
+    let now = Instant::now();
+    table.step(Input::Tick, now);
+    table.step(
+        Input::Spawned {
+            instance: 1,
+            pid: 101,
+            has_terminal: true,
+            has_output: false,
+        },
+        now,
+    );
+    let effects = table.step(
+        Input::Stopped {
+            pid: 101,
+            signal: libc::SIGTSTP,
+        },
+        now,
+    );
+    assert_eq!(effects.last(), Some(&Effect::StopSelf));
+    let effects = table.step(Input::Signal(libc::SIGCONT), now);
+    assert_eq!(effects.first(), Some(&Effect::ResumeTerminal(1)));
+    assert_eq!(
+        signals(&effects),
+        [(Target::Group(1), libc::SIGCONT)],
+        "SIGCONT wakes the whole group"
+    );
+}
+
+#[test]
+fn a_single_command_answers_status_and_stop_only() {
+    let mut sim = Sim::single(false);
+    assert!(matches!(sim.control(Command::Status), Answer::Ok(_)));
+    assert!(matches!(
+        sim.control(Command::Restart("x".into())),
+        Answer::Error(_)
+    ));
+    assert_eq!(sim.control(Command::Stop), Answer::Ok(vec![]));
+    assert!(sim.log.contains(&Effect::Signal {
+        to: Target::Process(1),
+        signal: TERM
+    }));
+}
+
+#[test]
+fn a_single_command_notes_its_decisions_and_has_no_event_lines() {
+    let mut sim = Sim::single(false);
+    sim.exit("./server", exited(4));
+    let notes: Vec<&String> = sim
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Note(text) => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(notes.iter().any(|n| n.starts_with("spawned pid 101")));
+    assert!(notes.iter().any(|n| n.contains("(exit 4)")));
+    assert!(lines(&sim.log).is_empty());
+}
+
+// --- PID 1 -------------------------------------------------------------
+
+#[test]
+fn as_pid_1_the_rest_of_the_namespace_is_swept_before_the_end() {
+    let mut settings = settings(Policy::Transparent {
+        group_signal: false,
+    });
+    settings.sweep = Some((TERM, Duration::from_secs(2)));
+    let mut sim = Sim::new(settings, vec![spec("./server")]);
+    sim.feed(Input::Tick);
+    let effects = sim.exit("./server", exited(5));
+    assert!(effects.contains(&Effect::SignalAll(TERM)));
+    assert!(
+        sim.table.outcome().is_none(),
+        "not before the namespace is empty"
+    );
+    let effects = sim.after(Duration::from_secs(2));
+    assert!(effects.contains(&Effect::SignalAll(KILL)));
+    sim.feed(Input::NoChildren);
+    assert_eq!(outcome_code(&sim), 5);
+}
+
+#[test]
+fn an_adopted_orphan_is_only_noted() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    let effects = sim.feed(Input::Exited {
+        pid: 4242,
+        status: exited(0),
+        group: GroupState::Empty,
+    });
+    assert_eq!(
+        effects,
+        [Effect::Note("reaped adopted pid 4242 (exit 0)".into())]
+    );
+}
+
+// --- time --------------------------------------------------------------
+
+#[test]
+fn deadlines_never_overflow() {
+    let now = Instant::now();
+    assert!(deadline(now, Duration::MAX) > now);
+    let web = ProcessSpec {
+        grace: Duration::MAX,
+        ready_timeout: Duration::MAX,
+        ..spec("web")
+    };
+    let web = with(web, "ready", Some("file:/x"));
+    let mut sim = Sim::group(vec![web]);
+    sim.signal(TERM);
+    sim.after(Duration::from_secs(3600));
+    assert!(sim.table.next_deadline().is_some());
+}
+
+#[test]
+fn the_next_deadline_is_the_earliest_one() {
+    let slow = with(spec("slow"), "grace", Some("9"));
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::new(
+        settings(Policy::Group {
+            parallel_stop: true,
+        }),
+        vec![slow, web],
+    );
+    sim.feed(Input::Tick);
+    assert_eq!(sim.table.next_deadline(), None, "nothing is due");
+    sim.exit("web", exited(1));
+    assert_eq!(sim.table.next_deadline(), Some(sim.now + 100 * MS));
+}
+
+#[test]
+fn exit_codes_follow_the_shell_convention() {
+    assert_eq!(exit_code(exited(0)), 0);
+    assert_eq!(exit_code(exited(255)), 255);
+    assert_eq!(exit_code(WaitStatus::Signaled(TERM)), 143);
+    assert_eq!(exit_code(WaitStatus::Signaled(KILL)), 137);
+}
+
+#[test]
+fn durations_read_as_seconds() {
+    assert_eq!(seconds(Duration::from_millis(100)), "0.1s");
+    assert_eq!(seconds(Duration::from_secs(30)), "30s");
+    assert_eq!(seconds(Duration::from_micros(1_234_567)), "1.235s");
+}
