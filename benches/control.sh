@@ -108,7 +108,7 @@ running=$'\n''s +running '
 [[ $shown =~ $running ]] || { log "herd status does not show s running: $shown"; exit 1; }
 
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, socket, statistics, struct, subprocess, sys, time
+import gc, os, random, socket, statistics, struct, sys, time
 
 herd, state, idle, runs, warmup, block, client_cpu, sup_cpu, sup_pid, load_before = sys.argv[1:11]
 runs, warmup, block = int(runs), int(warmup), int(block)
@@ -125,11 +125,20 @@ placements = {  # label: (CPUs of this helper and the commands, of the superviso
     "unpinned": (all_cpus, all_cpus),
 }
 
+def cpu_set(text):
+    return {int(c) for c in text.split(",")}
+
 def place(label):
     mine, theirs = placements[label]
-    for args in (["-p", "-c", mine, str(os.getpid())],
-                 ["-a", "-p", "-c", theirs, sup_pid]):  # -a: every thread
-        subprocess.run(["taskset", *args], check=True, stdout=subprocess.DEVNULL)
+    os.sched_setaffinity(0, cpu_set(mine))
+    # Every thread of the supervisor, one at a time: a connection thread may
+    # exit between the listing and its turn (`taskset -a` then fails), and
+    # threads started later inherit the mask of the thread that starts them.
+    for tid in os.listdir(f"/proc/{sup_pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpu_set(theirs))
+        except ProcessLookupError:
+            pass
 
 null = os.open(os.devnull, os.O_RDWR)
 redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
