@@ -935,6 +935,7 @@ mod tests {
         assert!(message(&["run", "--restart", "sometimes", "true"]).contains("--restart"));
         assert!(message(&["run", "-c", "no equals"]).contains("--command"));
         assert!(message(&["run", "-c", "bad name=x"]).contains("--command"));
+        assert!(message(&["run", "-c", "..=x"]).contains("--command"));
         assert!(message(&["run", "--ready", "tcp:80", "-c", "a=b"]).contains("--ready"));
         assert!(message(&["run", "--color", "pink", "-c", "a=b"]).contains("--color"));
         assert!(message(&["run"]).contains("needs a command"));
@@ -943,6 +944,31 @@ mod tests {
         assert!(message(&["run", "--env-file", "x", "true"]).contains("need a group"));
         assert!(message(&["frobnicate"]).contains("unknown command 'frobnicate'"));
         assert_eq!(parse_words(&["run", "--grace"]).unwrap_err().exit_code, 125);
+    }
+
+    #[test]
+    fn name_refuses_what_is_not_a_plain_name() {
+        let commands: [&[&str]; 3] = [
+            &["run", "--name", "NAME", "--", "true"],
+            &["start", "--name", "NAME", "-c", "a=true"],
+            &["status", "--name", "NAME"],
+        ];
+        for words in commands {
+            for bad in ["", ".", "..", "a/b", "../x", "/"] {
+                let words: Vec<&str> = words
+                    .iter()
+                    .map(|&word| if word == "NAME" { bad } else { word })
+                    .collect();
+                let failure = parse_words(&words).unwrap_err();
+                assert_eq!(failure.exit_code, 125, "{words:?}");
+                assert!(
+                    failure
+                        .to_string()
+                        .contains(&format!("--name: '{bad}' is not a valid name")),
+                    "{words:?}: {failure}"
+                );
+            }
+        }
     }
 
     #[test]

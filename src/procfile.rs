@@ -295,9 +295,11 @@ mod tests {
         procfile_error(
             "# c\nweb server: x\n",
             2,
-            "'web server' is not a valid name (letters, digits, '_', '.', '-')",
+            "'web server' is not a valid name (letters, digits, '_', '.', '-'; not '.' or '..')",
         );
         procfile_error(": x\n", 1, "'' is not a valid name");
+        procfile_error("a: x\n.: y\n", 2, "'.' is not a valid name");
+        procfile_error("..: y\n", 1, "'..' is not a valid name");
         procfile_error("a: x\r\nweb:   \r\n", 2, "empty command for 'web'");
         procfile_error("web: # herd: oneshot\n", 1, "empty command for 'web'");
     }

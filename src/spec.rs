@@ -102,14 +102,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "'{name}' is not a valid name (letters, digits, '_', '.', '-')"
+            "'{name}' is not a valid name (letters, digits, '_', '.', '-'; not '.' or '..')"
         ))
     }
 }
 
-/// A Procfile or `-c` name: `[A-Za-z0-9_.-]+`.
+/// A Procfile, `-c` or `--name` name: `[A-Za-z0-9_.-]+`, but not `.` or
+/// `..`, which as a path component would mean the directory itself or its
+/// parent: `--name ..` would put the state files in the parent directory.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
@@ -202,8 +206,12 @@ mod tests {
         for good in ["web", "web.1", "a_b-c", "X9"] {
             assert!(valid_name(good), "{good}");
         }
-        for bad in ["", "web 1", "web:", "wéb", "a/b", "a=b"] {
+        for bad in ["", "web 1", "web:", "wéb", "a/b", "a=b", ".", ".."] {
             assert!(!valid_name(bad), "{bad}");
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for dotted in ["...", ".web", "web.", "..a"] {
+            assert!(valid_name(dotted), "{dotted}");
         }
     }
 }

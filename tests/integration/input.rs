@@ -1,0 +1,81 @@
+//! Bad input through the real binary: what herd refuses before it starts
+//! anything or touches a file, and odd input it must take.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+
+/// Asserts a refusal: exit 125 and exactly `message` on stderr, nothing on stdout.
+fn assert_refused(outcome: &Outcome, message: &str) {
+    outcome.check(outcome.code() == 125, "exit status 125");
+    outcome.check(
+        outcome.stderr == format!("herd: {message}\n"),
+        &format!("stderr is {message:?}"),
+    );
+    outcome.check(outcome.stdout.is_empty(), "nothing on stdout");
+}
+
+/// The state files that `dir` would hold, which of them exist.
+fn state_files_in(dir: &Path) -> Vec<PathBuf> {
+    ["pid", "control.sock", "log"]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+#[test]
+fn name_dot_dot_is_refused_before_it_touches_the_parent_directory() {
+    let runtime = TempDir::new("name-dotdot");
+    let ran = runtime.join("ran");
+    // Root's base is /run/herd, other users' $XDG_RUNTIME_DIR/herd: `..`
+    // would be /run or the runtime directory itself.
+    let parents = [PathBuf::from("/run"), runtime.0.clone()];
+    let before: Vec<Vec<PathBuf>> = parents.iter().map(|dir| state_files_in(dir)).collect();
+    let outcome = run_to_end(
+        herd()
+            .env("XDG_RUNTIME_DIR", &runtime.0)
+            .args(["run", "--name", "..", "--", "touch"])
+            .arg(&ran),
+    );
+    assert_refused(
+        &outcome,
+        "reading arguments: --name: '..' is not a valid name \
+         (letters, digits, '_', '.', '-'; not '.' or '..')",
+    );
+    outcome.check(!ran.exists(), "the command ran");
+    let after: Vec<Vec<PathBuf>> = parents.iter().map(|dir| state_files_in(dir)).collect();
+    outcome.check(after == before, "state files appeared in the parent");
+    outcome.check(
+        !runtime.join("herd").exists(),
+        "the base directory was created",
+    );
+}
+
+#[test]
+fn name_dot_is_refused_before_it_touches_the_base_directory() {
+    let runtime = TempDir::new("name-dot");
+    let ran = runtime.join("ran");
+    let bases = [PathBuf::from("/run/herd"), runtime.join("herd")];
+    let before: Vec<Vec<PathBuf>> = bases.iter().map(|dir| state_files_in(dir)).collect();
+    let outcome = run_to_end(
+        herd()
+            .env("XDG_RUNTIME_DIR", &runtime.0)
+            .args(["start", "--name", ".", "-c"])
+            .arg(format!("a=touch {}", ran.display())),
+    );
+    assert_refused(
+        &outcome,
+        "reading arguments: --name: '.' is not a valid name \
+         (letters, digits, '_', '.', '-'; not '.' or '..')",
+    );
+    outcome.check(!ran.exists(), "the command ran");
+    let after: Vec<Vec<PathBuf>> = bases.iter().map(|dir| state_files_in(dir)).collect();
+    outcome.check(
+        after == before,
+        "state files appeared in the base directory",
+    );
+    outcome.check(
+        !runtime.join("herd").exists(),
+        "the base directory was created",
+    );
+}
