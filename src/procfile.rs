@@ -404,6 +404,16 @@ mod tests {
             1,
             "'soon' is not a number of seconds",
         );
+        procfile_error(
+            "a: x\nb: y # herd: ready-timeout=1e19\n",
+            2,
+            "'1e19' is more than a year (31536000 seconds)",
+        );
+        procfile_error(
+            "a: x # herd: grace=31536001\n",
+            1,
+            "'31536001' is more than a year",
+        );
     }
 
     fn env(text: &str) -> Vec<(String, String)> {

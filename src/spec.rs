@@ -4,6 +4,11 @@
 use crate::signals;
 use std::time::Duration;
 
+/// The longest duration herd takes, for any flag or setting: one year
+/// (365 days), far past any grace period or timeout that makes sense, and
+/// small enough that adding it to any instant cannot overflow.
+pub const MAX_SECONDS: u64 = 31_536_000;
+
 /// When a process that exited is started again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restart {
@@ -145,13 +150,20 @@ pub fn parse_ready(text: &str) -> Result<Ready, String> {
     }
 }
 
-/// Seconds as a decimal number: `10`, `0.5`.
+/// Seconds as a decimal number, at most `MAX_SECONDS`: `10`, `0.5`.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
+    let secs = text
+        .parse::<f64>()
         .ok()
-        .filter(|secs| secs.is_finite())
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds"))?;
+    // The bound first, so that what is left fits a Duration.
+    if secs > MAX_SECONDS as f64 {
+        return Err(format!(
+            "'{text}' is more than a year ({MAX_SECONDS} seconds)"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a number of seconds"))
 }
 
 #[cfg(test)]
@@ -191,6 +203,8 @@ mod tests {
             ("stop-signal", Some("NOPE"), "not a signal"),
             ("ready", Some("tcp:0"), "not a TCP port"),
             ("ready", Some("tcp:99999"), "not a TCP port"),
+            ("grace", Some("1e19"), "more than a year"),
+            ("ready-timeout", Some("31536001"), "more than a year"),
             ("ready", Some("http:80"), "not a ready check"),
             ("ready", Some("file:"), "not a ready check"),
             ("oneshot", Some("maybe"), "oneshot takes"),
@@ -198,6 +212,38 @@ mod tests {
         ] {
             let error = web.apply(key, value).unwrap_err();
             assert!(error.contains(why), "{key}={value:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn takes_seconds_up_to_a_year() {
+        for (text, secs) in [
+            ("0", 0.0),
+            ("10", 10.0),
+            ("0.5", 0.5),
+            ("1e3", 1000.0),
+            ("31536000", 31_536_000.0),
+        ] {
+            assert_eq!(parse_seconds(text), Ok(Duration::from_secs_f64(secs)));
+        }
+        for text in [
+            "31536000.5",
+            "31536001",
+            "1e19",
+            "1e300",
+            "18446744073709551616",
+        ] {
+            let error = parse_seconds(text).unwrap_err();
+            assert_eq!(
+                error,
+                format!("'{text}' is more than a year (31536000 seconds)")
+            );
+        }
+        for text in [
+            "-1", "-0.5", "-1e19", "NaN", "nan", "inf", "-inf", "infinity", "", "5s", "1,5",
+        ] {
+            let error = parse_seconds(text).unwrap_err();
+            assert_eq!(error, format!("'{text}' is not a number of seconds"));
         }
     }
 

@@ -2,7 +2,15 @@
 //! anything or touches a file, and odd input it must take.
 
 use crate::util::*;
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn group(args: &[&str]) -> Command {
+    let mut command = herd();
+    command.arg("run").args(["--color", "never"]).args(args);
+    command
+}
 
 /// Asserts a refusal: exit 125 and exactly `message` on stderr, nothing on stdout.
 fn assert_refused(outcome: &Outcome, message: &str) {
@@ -78,4 +86,39 @@ fn name_dot_is_refused_before_it_touches_the_base_directory() {
         !runtime.join("herd").exists(),
         "the base directory was created",
     );
+}
+
+#[test]
+fn a_grace_past_a_year_is_refused_before_the_command_runs() {
+    let dir = TempDir::new("grace-year");
+    let ran = dir.join("ran");
+    let outcome = run_to_end(
+        herd()
+            .args(["run", "--grace", "1e19", "--", "touch"])
+            .arg(&ran),
+    );
+    assert_refused(
+        &outcome,
+        "reading arguments: --grace: '1e19' is more than a year (31536000 seconds)",
+    );
+    outcome.check(!ran.exists(), "the command ran");
+}
+
+#[test]
+fn a_procfile_duration_past_a_year_names_its_line_and_nothing_starts() {
+    let dir = TempDir::new("procfile-year");
+    let ran = dir.join("ran");
+    let procfile = dir.join("Procfile");
+    let text = format!(
+        "first: touch {}\nsecond: sleep 1  # herd: ready-timeout=1e19\n",
+        ran.display()
+    );
+    fs::write(&procfile, text).unwrap();
+    let procfile = procfile.to_str().unwrap();
+    let outcome = run_to_end(&mut group(&["-f", procfile]));
+    assert_refused(
+        &outcome,
+        &format!("{procfile}:2: '1e19' is more than a year (31536000 seconds)"),
+    );
+    outcome.check(!ran.exists(), "a process ran");
 }
