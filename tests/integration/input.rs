@@ -122,3 +122,69 @@ fn a_procfile_duration_past_a_year_names_its_line_and_nothing_starts() {
     );
     outcome.check(!ran.exists(), "a process ran");
 }
+
+#[test]
+fn a_nul_byte_in_an_env_file_names_its_line_before_anything_starts() {
+    let dir = TempDir::new("env-nul");
+    let ran = dir.join("ran");
+    let env = dir.join(".env");
+    fs::write(&env, "A=1\nB=x\0y\n").unwrap();
+    let env = env.to_str().unwrap();
+    let command = format!("a=touch {}", ran.display());
+    let outcome = run_to_end(&mut group(&["--env-file", env, "-c", &command]));
+    assert_refused(
+        &outcome,
+        &format!("{env}:2: a NUL byte (column 4) cannot be in a command or a variable"),
+    );
+    outcome.check(!ran.exists(), "a process ran");
+}
+
+#[test]
+fn a_nul_byte_in_a_procfile_names_its_line_before_anything_starts() {
+    let dir = TempDir::new("procfile-nul");
+    let ran = dir.join("ran");
+    let procfile = dir.join("Procfile");
+    fs::write(
+        &procfile,
+        format!("first: touch {}\nsecond: echo a\0b\n", ran.display()),
+    )
+    .unwrap();
+    let procfile = procfile.to_str().unwrap();
+    let outcome = run_to_end(&mut group(&["-f", procfile]));
+    assert_refused(
+        &outcome,
+        &format!("{procfile}:2: a NUL byte (column 15) cannot be in a command or a variable"),
+    );
+    outcome.check(!ran.exists(), "a process ran");
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_procfile_is_skipped() {
+    let dir = TempDir::new("procfile-bom");
+    let procfile = dir.join("Procfile");
+    fs::write(&procfile, "\u{feff}first: echo from-first\r\n").unwrap();
+    let outcome = run_to_end(&mut group(&["-f", procfile.to_str().unwrap()]));
+    outcome.check(outcome.code() == 0, "exit status 0");
+    outcome.check(
+        outcome.stdout.contains("first | from-first\n"),
+        "the process ran",
+    );
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_an_env_file_is_skipped() {
+    let dir = TempDir::new("env-bom");
+    let env = dir.join(".env");
+    fs::write(&env, "\u{feff}GREETING=hello\r\n").unwrap();
+    let outcome = run_to_end(&mut group(&[
+        "--env-file",
+        env.to_str().unwrap(),
+        "-c",
+        "a=echo \"[$GREETING]\"",
+    ]));
+    outcome.check(outcome.code() == 0, "exit status 0");
+    outcome.check(
+        outcome.stdout.contains("a    | [hello]\n"),
+        "GREETING is set",
+    );
+}
