@@ -85,7 +85,7 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "ready",
         Some("NAME=CHECK"),
-        "NAME is ready when CHECK passes: tcp:PORT or file:PATH",
+        "NAME is ready when CHECK passes: tcp:[HOST:]PORT or file:PATH",
     ),
     flag(
         None,

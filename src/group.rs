@@ -9,9 +9,10 @@ use crate::daemon::Service;
 use crate::error::Failure;
 use crate::log::Verbose;
 use crate::output::{self, Sink, Style};
+use crate::probe::{self, TcpProbe};
 use crate::procfile;
 use crate::signals;
-use crate::spec::{Defaults, ProcessSpec, Ready, Restart};
+use crate::spec::{Defaults, ProcessSpec, Ready, Restart, TcpPort};
 use crate::supervisor::{self, describe, exit_code, next_event, Event, GROUP_POLL};
 use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, WaitStatus};
@@ -20,7 +21,6 @@ use crate::sys::Pid;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::IsTerminal;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
@@ -511,11 +511,21 @@ impl Group<'_> {
         let proc = &mut self.procs[index];
         let ready = match &proc.spec.ready {
             Ready::Started => true,
-            Ready::Tcp(port) => {
-                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
-                TcpStream::connect_timeout(&address, PROBE_INTERVAL).is_ok()
+            Ready::Tcp(check) => {
+                let port = match check.port {
+                    TcpPort::Number(port) => Some(port),
+                    TcpPort::FromEnv => proc
+                        .env
+                        .iter()
+                        .rev()
+                        .find(|(key, _)| key == "PORT")
+                        .and_then(|(_, port)| port.parse().ok()),
+                };
+                port.zip(proc.pgid).is_some_and(|(port, pgid)| {
+                    probe::tcp_listener(pgid, check.host, port) == TcpProbe::Ready
+                })
             }
-            Ready::File(path) => Path::new(path).exists(),
+            Ready::File(path) => probe::file_exists(path),
         };
         if ready {
             proc.state = State::Running;

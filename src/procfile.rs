@@ -248,7 +248,7 @@ fn double_quoted<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Ready, Restart};
+    use crate::spec::{Ready, Restart, TcpCheck, TcpPort};
     use std::time::Duration;
 
     fn procfile(text: &str) -> Result<Vec<ProcessSpec>, Failure> {
@@ -378,7 +378,11 @@ mod tests {
         assert_eq!(worker.restart, Restart::OnFailure);
         assert_eq!(worker.grace, Duration::from_secs(5));
         assert_eq!(worker.stop_signal, libc::SIGINT);
-        assert_eq!(worker.ready, Ready::Tcp(8080));
+        let check = TcpCheck {
+            host: None,
+            port: TcpPort::Number(8080),
+        };
+        assert_eq!(worker.ready, Ready::Tcp(check));
         assert_eq!(worker.ready_timeout, Duration::from_secs(60));
         assert!(worker.oneshot);
     }
@@ -461,6 +465,11 @@ mod tests {
             "a: x # herd: grace=31536001\n",
             1,
             "'31536001' is more than a year",
+        );
+        procfile_error(
+            "a: x # herd: ready=tcp:web:80\n",
+            1,
+            "herd looks up no host names",
         );
     }
 

@@ -3,6 +3,7 @@
 
 use crate::util::*;
 use std::fs;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -186,5 +187,61 @@ fn a_byte_order_mark_at_the_start_of_an_env_file_is_skipped() {
     outcome.check(
         outcome.stdout.contains("a    | [hello]\n"),
         "GREETING is set",
+    );
+}
+
+#[test]
+fn a_tcp_ready_check_is_not_passed_by_another_programs_listener() {
+    // The test holds the port: a check that any listener passes would
+    // call `a` ready at once and start `b`.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ready = format!("a=tcp:{port}");
+    let outcome = run_to_end(&mut group(&[
+        "-c",
+        "a=exec sleep 100",
+        "--ready",
+        &ready,
+        "--ready-timeout",
+        "0.5",
+        "-c",
+        "b=echo b ran",
+    ]));
+    outcome.check(outcome.code() == 124, "exit status 124");
+    outcome.check(
+        outcome.stderr.contains("a: not ready after 0.5s"),
+        "the ready check timed out",
+    );
+    outcome.check(!outcome.stdout.contains("b started"), "b was started");
+    drop(listener);
+}
+
+#[test]
+fn a_tcp_ready_check_at_an_address_and_port_from_the_environment_passes() {
+    let port = free_port().to_string();
+    let server = "web=exec python3 -c 'import os,socket,time; s=socket.socket(); \
+                  s.bind((\"127.0.0.1\", int(os.environ[\"PORT\"]))); s.listen(); \
+                  print(\"listening\", flush=True); time.sleep(100)'";
+    let outcome = run_to_end(&mut group(&[
+        "--port-base",
+        &port,
+        "-c",
+        server,
+        "--ready",
+        "web=tcp:127.0.0.1:$PORT",
+        "-c",
+        "after=echo after web",
+    ]));
+    outcome.check(outcome.code() == 0, "exit status 0 (after exited 0)");
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    let at = |needle: &str| lines.iter().position(|line| line.contains(needle));
+    let (listening, ready, after) = (
+        at("web   | listening"),
+        at("web is ready"),
+        at("after started"),
+    );
+    outcome.check(
+        listening.is_some() && ready > listening && after > ready,
+        "web listens, then is ready, then after starts",
     );
 }
