@@ -85,7 +85,7 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "ready",
         Some("NAME=CHECK"),
-        "NAME is ready when CHECK passes: tcp:PORT or file:PATH",
+        "NAME is ready when CHECK passes: tcp:[HOST:]PORT or file:PATH",
     ),
     flag(
         None,
@@ -935,6 +935,7 @@ mod tests {
         assert!(message(&["run", "--restart", "sometimes", "true"]).contains("--restart"));
         assert!(message(&["run", "-c", "no equals"]).contains("--command"));
         assert!(message(&["run", "-c", "bad name=x"]).contains("--command"));
+        assert!(message(&["run", "-c", "..=x"]).contains("--command"));
         assert!(message(&["run", "--ready", "tcp:80", "-c", "a=b"]).contains("--ready"));
         assert!(message(&["run", "--color", "pink", "-c", "a=b"]).contains("--color"));
         assert!(message(&["run"]).contains("needs a command"));
@@ -943,6 +944,103 @@ mod tests {
         assert!(message(&["run", "--env-file", "x", "true"]).contains("need a group"));
         assert!(message(&["frobnicate"]).contains("unknown command 'frobnicate'"));
         assert_eq!(parse_words(&["run", "--grace"]).unwrap_err().exit_code, 125);
+    }
+
+    #[test]
+    fn every_duration_is_at_most_a_year_naming_the_flag() {
+        let commands: [(&str, &[&str]); 8] = [
+            ("grace", &["run", "--grace", "SECS", "--", "true"]),
+            (
+                "ready-timeout",
+                &["run", "--ready-timeout", "SECS", "-c", "a=true"],
+            ),
+            (
+                "backoff-min",
+                &["run", "--backoff-min", "SECS", "-c", "a=true"],
+            ),
+            (
+                "backoff-max",
+                &["run", "--backoff-max", "SECS", "-c", "a=true"],
+            ),
+            (
+                "start-window",
+                &["run", "--start-window", "SECS", "-c", "a=true"],
+            ),
+            (
+                "settle",
+                &["start", "--name", "g", "--settle", "SECS", "-c", "a=true"],
+            ),
+            ("timeout", &["stop", "--timeout", "SECS", "--name", "g"]),
+            (
+                "grace",
+                &["start", "--name", "g", "--grace", "SECS", "--", "true"],
+            ),
+        ];
+        for (flag, words) in commands {
+            let with = |secs: &'static str| -> Vec<&str> {
+                let words = words.iter();
+                words
+                    .map(|&word| if word == "SECS" { secs } else { word })
+                    .collect()
+            };
+            let year = with("31536000");
+            assert!(parse_words(&year).is_ok(), "{year:?}");
+            let too_long = with("1e19");
+            let failure = parse_words(&too_long).unwrap_err();
+            assert_eq!(failure.exit_code, 125, "{too_long:?}");
+            assert_eq!(
+                failure.to_string(),
+                format!(
+                    "reading arguments: --{flag}: '1e19' is more than a year (31536000 seconds)"
+                ),
+                "{too_long:?}"
+            );
+        }
+        let run = run_args(&[
+            "run",
+            "--grace",
+            "31536000",
+            "--start-window",
+            "1e-9",
+            "true",
+        ]);
+        assert_eq!(run.defaults.grace, Duration::from_secs(spec::MAX_SECONDS));
+        assert_eq!(run.start_window, Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn a_huge_start_limit_is_taken_and_a_bigger_one_refused() {
+        let most = usize::MAX.to_string();
+        let run = run_args(&["run", "--start-limit", &most, "-c", "a=true"]);
+        assert_eq!(run.start_limit, usize::MAX);
+        let beyond = format!("{most}0");
+        let failure = parse_words(&["run", "--start-limit", &beyond, "-c", "a=true"]).unwrap_err();
+        assert!(failure.to_string().contains("--start-limit: "), "{failure}");
+    }
+
+    #[test]
+    fn name_refuses_what_is_not_a_plain_name() {
+        let commands: [&[&str]; 3] = [
+            &["run", "--name", "NAME", "--", "true"],
+            &["start", "--name", "NAME", "-c", "a=true"],
+            &["status", "--name", "NAME"],
+        ];
+        for words in commands {
+            for bad in ["", ".", "..", "a/b", "../x", "/"] {
+                let words: Vec<&str> = words
+                    .iter()
+                    .map(|&word| if word == "NAME" { bad } else { word })
+                    .collect();
+                let failure = parse_words(&words).unwrap_err();
+                assert_eq!(failure.exit_code, 125, "{words:?}");
+                assert!(
+                    failure
+                        .to_string()
+                        .contains(&format!("--name: '{bad}' is not a valid name")),
+                    "{words:?}: {failure}"
+                );
+            }
+        }
     }
 
     #[test]

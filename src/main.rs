@@ -13,6 +13,7 @@ mod error;
 mod load;
 mod log;
 mod output;
+mod probe;
 mod procfile;
 mod signals;
 mod spec;

@@ -15,6 +15,8 @@ pub fn parse_procfile(
     path: &str,
     defaults: &Defaults,
 ) -> Result<Vec<ProcessSpec>, Failure> {
+    let text = strip_bom(text);
+    check_no_nul(text, path)?;
     let mut found: Vec<(usize, ProcessSpec)> = Vec::new();
     for (line, number) in text.lines().zip(1..) {
         let line = line.trim();
@@ -103,6 +105,28 @@ fn shell_comment_start(command: &str) -> Option<usize> {
     None
 }
 
+/// Without the UTF-8 byte order mark that some Windows editors put first:
+/// it is no part of the first line.
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// A NUL byte can be in no command, variable name or value, since the
+/// kernel takes argv and the environment as C strings; refusing it here
+/// names the line, where starting the process would fail later without.
+fn check_no_nul(text: &str, path: &str) -> Result<(), Failure> {
+    let Some(at) = text.find('\0') else {
+        return Ok(());
+    };
+    let (before, _) = text.split_at(at);
+    let number = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or(before).chars().count() + 1;
+    Err(Failure::new(
+        format!("{path}:{number}"),
+        format!("a NUL byte (column {column}) cannot be in a command or a variable"),
+    ))
+}
+
 /// Which line is wrong, and why.
 type LineError = (usize, String);
 
@@ -114,6 +138,8 @@ type LineError = (usize, String);
 /// `\$` exists only so that files written for tools that do expand still
 /// mean the same here.
 pub fn parse_env_file(text: &str, path: &str) -> Result<Vec<(String, String)>, Failure> {
+    let text = strip_bom(text);
+    check_no_nul(text, path)?;
     let mut vars = Vec::new();
     let mut lines = text.lines().zip(1..);
     while let Some((line, number)) = lines.next() {
@@ -222,7 +248,7 @@ fn double_quoted<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Ready, Restart};
+    use crate::spec::{Ready, Restart, TcpCheck, TcpPort};
     use std::time::Duration;
 
     fn procfile(text: &str) -> Result<Vec<ProcessSpec>, Failure> {
@@ -295,11 +321,35 @@ mod tests {
         procfile_error(
             "# c\nweb server: x\n",
             2,
-            "'web server' is not a valid name (letters, digits, '_', '.', '-')",
+            "'web server' is not a valid name (letters, digits, '_', '.', '-'; not '.' or '..')",
         );
         procfile_error(": x\n", 1, "'' is not a valid name");
+        procfile_error("a: x\n.: y\n", 2, "'.' is not a valid name");
+        procfile_error("..: y\n", 1, "'..' is not a valid name");
         procfile_error("a: x\r\nweb:   \r\n", 2, "empty command for 'web'");
         procfile_error("web: # herd: oneshot\n", 1, "empty command for 'web'");
+    }
+
+    #[test]
+    fn skips_a_byte_order_mark() {
+        let specs = procfile("\u{feff}web: ./serve\r\nworker: ./work\r\n").unwrap();
+        assert_eq!(commands(&specs), [("web", "./serve"), ("worker", "./work")]);
+        let specs = procfile("\u{feff}# comment\nweb: ./serve\n").unwrap();
+        assert_eq!(commands(&specs), [("web", "./serve")]);
+        procfile_error(
+            "\u{feff}web: x\n\u{feff}b: y\n",
+            2,
+            "'\u{feff}b' is not a valid name",
+        );
+    }
+
+    #[test]
+    fn refuses_a_nul_byte_naming_its_line() {
+        let why = "a NUL byte (column 13) cannot be in a command or a variable";
+        procfile_error("a: x\nweb: ./serve\0 --port 80\n", 2, why);
+        procfile_error("a: x\n# c\0\n", 2, "NUL byte (column 4)");
+        procfile_error("\u{feff}\0: x\n", 1, "NUL byte (column 1)");
+        procfile_error("a: x\r\nb: y\r\nc: é\0\n", 3, "NUL byte (column 5)");
     }
 
     #[test]
@@ -328,7 +378,11 @@ mod tests {
         assert_eq!(worker.restart, Restart::OnFailure);
         assert_eq!(worker.grace, Duration::from_secs(5));
         assert_eq!(worker.stop_signal, libc::SIGINT);
-        assert_eq!(worker.ready, Ready::Tcp(8080));
+        let check = TcpCheck {
+            host: None,
+            port: TcpPort::Number(8080),
+        };
+        assert_eq!(worker.ready, Ready::Tcp(check));
         assert_eq!(worker.ready_timeout, Duration::from_secs(60));
         assert!(worker.oneshot);
     }
@@ -401,6 +455,21 @@ mod tests {
             "a: x # herd: grace=soon\n",
             1,
             "'soon' is not a number of seconds",
+        );
+        procfile_error(
+            "a: x\nb: y # herd: ready-timeout=1e19\n",
+            2,
+            "'1e19' is more than a year (31536000 seconds)",
+        );
+        procfile_error(
+            "a: x # herd: grace=31536001\n",
+            1,
+            "'31536001' is more than a year",
+        );
+        procfile_error(
+            "a: x # herd: ready=tcp:web:80\n",
+            1,
+            "herd looks up no host names",
         );
     }
 
@@ -492,6 +561,31 @@ mod tests {
     fn reads_an_empty_file() {
         assert_eq!(env(""), vars(&[]));
         assert_eq!(env("# nothing\n\n"), vars(&[]));
+    }
+
+    #[test]
+    fn skips_a_byte_order_mark_in_an_env_file() {
+        assert_eq!(
+            env("\u{feff}A=1\r\nB=2\r\n"),
+            vars(&[("A", "1"), ("B", "2")])
+        );
+        assert_eq!(env("\u{feff}export A=1\n"), vars(&[("A", "1")]));
+        assert_eq!(env("\u{feff}"), vars(&[]));
+        env_error(
+            "A=1\n\u{feff}B=2\n",
+            2,
+            "'\u{feff}B' is not a valid variable name",
+        );
+    }
+
+    #[test]
+    fn refuses_a_nul_byte_in_an_env_file_naming_its_line() {
+        let why = "a NUL byte (column 3) cannot be in a command or a variable";
+        env_error("A=1\nB\0C=2\n", 2, "NUL byte (column 2)");
+        env_error("A=1\nB=\0\n", 2, why);
+        env_error("A='x\0'\n", 1, "NUL byte (column 5)");
+        env_error("A=\"one\ntw\0o\"\nB=1\n", 2, "NUL byte (column 3)");
+        env_error("\u{feff}A=1 # \0\n", 1, "NUL byte (column 7)");
     }
 
     #[test]

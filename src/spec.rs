@@ -2,7 +2,13 @@
 //! data, and the `key=value` settings shared by flags and Procfile notes.
 
 use crate::signals;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+
+/// The longest duration herd takes, for any flag or setting: one year
+/// (365 days), far past any grace period or timeout that makes sense, and
+/// small enough that adding it to any instant cannot overflow.
+pub const MAX_SECONDS: u64 = 31_536_000;
 
 /// When a process that exited is started again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,10 +23,26 @@ pub enum Restart {
 pub enum Ready {
     /// As soon as it is started.
     Started,
-    /// When a TCP connection to 127.0.0.1:PORT succeeds.
-    Tcp(u16),
+    /// When the process itself listens on a TCP port (see `probe`).
+    Tcp(TcpCheck),
     /// When PATH exists.
     File(String),
+}
+
+/// `tcp:[HOST:]PORT`: which listener makes a process ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpCheck {
+    /// The address the listener must be bound to (or a wildcard address);
+    /// `None` for any address, as `tcp:PORT` and `tcp:localhost:PORT` ask.
+    pub host: Option<IpAddr>,
+    pub port: TcpPort,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpPort {
+    Number(u16),
+    /// `$PORT`: the PORT variable of the process's environment.
+    FromEnv,
 }
 
 /// One process of a group.
@@ -102,14 +124,18 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "'{name}' is not a valid name (letters, digits, '_', '.', '-')"
+            "'{name}' is not a valid name (letters, digits, '_', '.', '-'; not '.' or '..')"
         ))
     }
 }
 
-/// A Procfile or `-c` name: `[A-Za-z0-9_.-]+`.
+/// A Procfile, `-c` or `--name` name: `[A-Za-z0-9_.-]+`, but not `.` or
+/// `..`, which as a path component would mean the directory itself or its
+/// parent: `--name ..` would put the state files in the parent directory.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
@@ -126,28 +152,90 @@ pub fn parse_restart(text: &str) -> Result<Restart, String> {
     }
 }
 
+/// `tcp:PORT`, `tcp:HOST:PORT` or `file:PATH`. HOST is an IPv4 address,
+/// an IPv6 address in brackets or `localhost`; PORT is 1 to 65535 or `$PORT`.
 pub fn parse_ready(text: &str) -> Result<Ready, String> {
-    if let Some(port) = text.strip_prefix("tcp:") {
-        return match port.parse::<u16>() {
-            Ok(port) if port > 0 => Ok(Ready::Tcp(port)),
-            _ => Err(format!("'{port}' is not a TCP port")),
-        };
+    if let Some(address) = text.strip_prefix("tcp:") {
+        return parse_tcp(address).map(Ready::Tcp);
     }
     match text.strip_prefix("file:") {
         Some(path) if !path.is_empty() => Ok(Ready::File(path.to_string())),
         _ => Err(format!(
-            "'{text}' is not a ready check (tcp:PORT, file:PATH)"
+            "'{text}' is not a ready check (tcp:[HOST:]PORT, file:PATH)"
         )),
     }
 }
 
-/// Seconds as a decimal number: `10`, `0.5`.
+fn parse_tcp(address: &str) -> Result<TcpCheck, String> {
+    let (host, port) = if let Some(bracketed) = address.strip_prefix('[') {
+        let (inside, rest) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("'{address}' lacks the ']' after the IPv6 address"))?;
+        let port = rest
+            .strip_prefix(':')
+            .ok_or_else(|| format!("'{address}' needs ':PORT' after ']'"))?;
+        let host = inside
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("'{inside}' is not an IPv6 address"))?;
+        (Some(IpAddr::V6(host)), port)
+    } else {
+        match address.split_once(':') {
+            None => (None, address),
+            Some((host, port)) => (parse_host(host, port)?, port),
+        }
+    };
+    Ok(TcpCheck {
+        host,
+        port: parse_port(port)?,
+    })
+}
+
+/// The HOST of `tcp:HOST:PORT`: an address, never a name to look up, as a
+/// supervisor must not hang on DNS; `localhost` is the one name, and means
+/// any address, as a server that "listens on localhost" may have bound
+/// 127.0.0.1, ::1 or both.
+fn parse_host(host: &str, port: &str) -> Result<Option<IpAddr>, String> {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(None);
+    }
+    if port.contains(':') || host.parse::<Ipv6Addr>().is_ok() {
+        return Err(format!(
+            "'{host}:{port}': write an IPv6 address in brackets, as in tcp:[::1]:8080"
+        ));
+    }
+    host.parse::<Ipv4Addr>()
+        .map(|host| Some(IpAddr::V4(host)))
+        .map_err(|_| {
+            format!("'{host}' is not an IP address (herd looks up no host names; only 'localhost')")
+        })
+}
+
+fn parse_port(port: &str) -> Result<TcpPort, String> {
+    if port == "$PORT" {
+        return Ok(TcpPort::FromEnv);
+    }
+    // Digits only: `parse` would take `+80` too.
+    let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    match port.parse::<u16>() {
+        Ok(number) if digits && number > 0 => Ok(TcpPort::Number(number)),
+        _ => Err(format!("'{port}' is not a TCP port (1 to 65535, or $PORT)")),
+    }
+}
+
+/// Seconds as a decimal number, at most `MAX_SECONDS`: `10`, `0.5`.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
+    let secs = text
+        .parse::<f64>()
         .ok()
-        .filter(|secs| secs.is_finite())
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds"))?;
+    // The bound first, so that what is left fits a Duration.
+    if secs > MAX_SECONDS as f64 {
+        return Err(format!(
+            "'{text}' is more than a year ({MAX_SECONDS} seconds)"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a number of seconds"))
 }
 
 #[cfg(test)]
@@ -170,7 +258,13 @@ mod tests {
         assert_eq!(web.restart, Restart::OnFailure);
         assert_eq!(web.grace, Duration::from_millis(2500));
         assert_eq!(web.stop_signal, libc::SIGINT);
-        assert_eq!(web.ready, Ready::Tcp(8080));
+        assert_eq!(
+            web.ready,
+            Ready::Tcp(TcpCheck {
+                host: None,
+                port: TcpPort::Number(8080)
+            })
+        );
         assert_eq!(web.ready_timeout, Duration::from_secs(60));
         assert!(web.oneshot);
         web.apply("ready", Some("file:/tmp/up")).unwrap();
@@ -187,6 +281,8 @@ mod tests {
             ("stop-signal", Some("NOPE"), "not a signal"),
             ("ready", Some("tcp:0"), "not a TCP port"),
             ("ready", Some("tcp:99999"), "not a TCP port"),
+            ("grace", Some("1e19"), "more than a year"),
+            ("ready-timeout", Some("31536001"), "more than a year"),
             ("ready", Some("http:80"), "not a ready check"),
             ("ready", Some("file:"), "not a ready check"),
             ("oneshot", Some("maybe"), "oneshot takes"),
@@ -197,13 +293,108 @@ mod tests {
         }
     }
 
+    fn tcp(host: Option<&str>, port: TcpPort) -> Result<Ready, String> {
+        Ok(Ready::Tcp(TcpCheck {
+            host: host.map(|host| host.parse().unwrap()),
+            port,
+        }))
+    }
+
+    #[test]
+    fn reads_every_spelling_of_a_tcp_check() {
+        use TcpPort::{FromEnv, Number};
+        for (text, check) in [
+            ("tcp:8080", tcp(None, Number(8080))),
+            ("tcp:1", tcp(None, Number(1))),
+            ("tcp:65535", tcp(None, Number(65535))),
+            ("tcp:$PORT", tcp(None, FromEnv)),
+            ("tcp:127.0.0.1:8080", tcp(Some("127.0.0.1"), Number(8080))),
+            ("tcp:0.0.0.0:80", tcp(Some("0.0.0.0"), Number(80))),
+            ("tcp:10.1.2.3:$PORT", tcp(Some("10.1.2.3"), FromEnv)),
+            ("tcp:[::1]:8080", tcp(Some("::1"), Number(8080))),
+            ("tcp:[::]:$PORT", tcp(Some("::"), FromEnv)),
+            ("tcp:[fe80::1:2]:443", tcp(Some("fe80::1:2"), Number(443))),
+            ("tcp:localhost:8080", tcp(None, Number(8080))),
+            ("tcp:LocalHost:$PORT", tcp(None, FromEnv)),
+        ] {
+            assert_eq!(parse_ready(text), check, "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_bad_tcp_check_with_a_reason() {
+        for (text, why) in [
+            ("tcp:", "'' is not a TCP port"),
+            ("tcp:0", "'0' is not a TCP port (1 to 65535, or $PORT)"),
+            ("tcp:65536", "'65536' is not a TCP port"),
+            ("tcp:-1", "'-1' is not a TCP port"),
+            ("tcp:+80", "'+80' is not a TCP port"),
+            ("tcp:$port", "'$port' is not a TCP port"),
+            ("tcp:$PORTX", "'$PORTX' is not a TCP port"),
+            ("tcp:127.0.0.1:0", "'0' is not a TCP port"),
+            ("tcp:127.0.0.1:", "'' is not a TCP port"),
+            ("tcp:example.com:80", "'example.com' is not an IP address"),
+            ("tcp:web:80", "herd looks up no host names"),
+            ("tcp:127.1:80", "'127.1' is not an IP address"),
+            ("tcp::80", "'' is not an IP address"),
+            ("tcp:::1:8080", "write an IPv6 address in brackets"),
+            ("tcp:::1", "write an IPv6 address in brackets"),
+            ("tcp:[::1]", "needs ':PORT' after ']'"),
+            ("tcp:[::1]8080", "needs ':PORT' after ']'"),
+            ("tcp:[::1:8080", "lacks the ']'"),
+            ("tcp:[127.0.0.1]:80", "'127.0.0.1' is not an IPv6 address"),
+            ("tcp:[localhost]:80", "'localhost' is not an IPv6 address"),
+            ("tcp:[::1]:0", "'0' is not a TCP port"),
+            ("tcp:[::1]:99999", "'99999' is not a TCP port"),
+        ] {
+            let error = parse_ready(text).unwrap_err();
+            assert!(error.contains(why), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn takes_seconds_up_to_a_year() {
+        for (text, secs) in [
+            ("0", 0.0),
+            ("10", 10.0),
+            ("0.5", 0.5),
+            ("1e3", 1000.0),
+            ("31536000", 31_536_000.0),
+        ] {
+            assert_eq!(parse_seconds(text), Ok(Duration::from_secs_f64(secs)));
+        }
+        for text in [
+            "31536000.5",
+            "31536001",
+            "1e19",
+            "1e300",
+            "18446744073709551616",
+        ] {
+            let error = parse_seconds(text).unwrap_err();
+            assert_eq!(
+                error,
+                format!("'{text}' is more than a year (31536000 seconds)")
+            );
+        }
+        for text in [
+            "-1", "-0.5", "-1e19", "NaN", "nan", "inf", "-inf", "infinity", "", "5s", "1,5",
+        ] {
+            let error = parse_seconds(text).unwrap_err();
+            assert_eq!(error, format!("'{text}' is not a number of seconds"));
+        }
+    }
+
     #[test]
     fn names_are_restricted() {
         for good in ["web", "web.1", "a_b-c", "X9"] {
             assert!(valid_name(good), "{good}");
         }
-        for bad in ["", "web 1", "web:", "wéb", "a/b", "a=b"] {
+        for bad in ["", "web 1", "web:", "wéb", "a/b", "a=b", ".", ".."] {
             assert!(!valid_name(bad), "{bad}");
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for dotted in ["...", ".web", "web.", "..a"] {
+            assert!(valid_name(dotted), "{dotted}");
         }
     }
 }

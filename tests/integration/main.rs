@@ -3,5 +3,6 @@
 
 mod control;
 mod group;
+mod input;
 mod run;
 mod util;
