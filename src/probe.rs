@@ -46,8 +46,8 @@ pub fn tcp_listener(pgid: i32, host: Option<IpAddr>, port: u16) -> TcpProbe {
         TcpProbe::NotListening
     } else if !proc_shows_our_processes() || group_holds(pgid, &listeners) {
         // A /proc of another pid namespace (`unshare --pid` without a new
-        // /proc) shows other pids: whose a socket is cannot be told there,
-        // and a listener must do, as it did before this check existed.
+        // /proc) numbers processes otherwise: whose a socket is cannot be
+        // told there, so any listener passes.
         TcpProbe::Ready
     } else {
         TcpProbe::TakenByAnother
@@ -71,12 +71,15 @@ struct Socket {
 /// Reads `sl local_address rem_address st ... uid timeout inode`; `None`
 /// for the heading and for any line that is not what the kernel writes.
 fn parse_socket(line: &str) -> Option<Socket> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let [slot, local, _remote, state, _queues, _timer, _retransmits, _uid, _timeout, inode, ..] =
-        fields[..]
-    else {
-        return None;
-    };
+    let mut fields = line.split_whitespace();
+    let (slot, local, _remote, state) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    // After tx_queue:rx_queue, tr:tm->when, retrnsmt, uid and timeout.
+    let inode = fields.nth(5)?;
     slot.strip_suffix(':')?;
     let (address, port) = local.split_once(':')?;
     Some(Socket {
