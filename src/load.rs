@@ -4,7 +4,7 @@
 use crate::cli::{RunArgs, Source};
 use crate::error::Failure;
 use crate::procfile;
-use crate::spec::ProcessSpec;
+use crate::spec::{ProcessSpec, Ready, TcpPort};
 use std::path::Path;
 
 /// One process of a group, as the executor starts it.
@@ -58,6 +58,12 @@ pub fn group(args: &RunArgs) -> Result<Vec<Process>, Failure> {
             env.retain(|(key, _)| key != "PORT");
             env.push(("PORT".to_string(), port.to_string()));
         }
+        let mut spec = spec;
+        if let Ready::Tcp(check) = &mut spec.ready {
+            if check.port == TcpPort::FromEnv {
+                check.port = TcpPort::Number(port_from(&env, &spec.name)?);
+            }
+        }
         processes.push(Process {
             takes_stdin: args.stdin_process.as_ref() == Some(&spec.name),
             stdin_pipe: args.stdin_pipe.as_ref() == Some(&spec.name),
@@ -66,6 +72,22 @@ pub fn group(args: &RunArgs) -> Result<Vec<Process>, Failure> {
         });
     }
     Ok(processes)
+}
+
+/// The port `ready=tcp:$PORT` means: the process's PORT variable.
+fn port_from(env: &[(String, String)], name: &str) -> Result<u16, Failure> {
+    let value = env.iter().rev().find(|(key, _)| key == "PORT");
+    match value.map(|(_, value)| value.parse::<u16>()) {
+        Some(Ok(port)) if port > 0 => Ok(port),
+        Some(_) => Err(Failure::new(
+            "reading arguments",
+            format!("{name}: ready=tcp:$PORT, but its PORT is not a port number"),
+        )),
+        None => Err(Failure::new(
+            "reading arguments",
+            format!("{name}: ready=tcp:$PORT needs a PORT (--port-base or an env file)"),
+        )),
+    }
 }
 
 fn specs(args: &RunArgs) -> Result<Vec<ProcessSpec>, Failure> {

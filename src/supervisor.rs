@@ -14,7 +14,8 @@ use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::load;
 use crate::output::{self, Output, ReaderId, Style};
-use crate::spec::{ProcessSpec, Ready};
+use crate::probe::{self, TcpProbe};
+use crate::spec::{ProcessSpec, Ready, TcpCheck, TcpPort};
 use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
@@ -43,6 +44,8 @@ pub enum Event {
 /// What a ready probe found.
 pub enum Probed {
     Ready,
+    /// A `tcp:` check's port is held by another program.
+    PortTaken(u16),
 }
 
 /// Where the other threads put their events: a bounded queue (a sender
@@ -335,6 +338,9 @@ impl Executor<'_> {
                 self.handle(Input::Control { client, command });
             }
             Event::Probe(instance, Probed::Ready) => self.handle(Input::Ready(instance)),
+            Event::Probe(instance, Probed::PortTaken(port)) => {
+                self.handle(Input::PortTaken { instance, port })
+            }
             Event::OutputEnded(instance) => self.handle(Input::OutputEnded(instance)),
         }
     }
@@ -634,17 +640,33 @@ impl Executor<'_> {
     }
 }
 
-/// Tries `check` until it passes or the loop says stop.
+/// Tries `check` until it passes or the loop says stop. A port held by
+/// another program is said once; the check goes on, since that program may
+/// go and the process take the port.
 fn probe(instance: InstanceId, check: &Ready, pgid: i32, stop: &AtomicBool, inbox: &Inbox) {
-    let _ = pgid;
+    let mut said_taken = false;
     while !stop.load(Ordering::Relaxed) {
         let ready = match check {
             Ready::Started => true,
-            Ready::Tcp(port) => {
-                let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, *port));
-                std::net::TcpStream::connect_timeout(&address, PROBE_INTERVAL).is_ok()
-            }
-            Ready::File(path) => std::path::Path::new(path).exists(),
+            Ready::Tcp(TcpCheck {
+                host,
+                port: TcpPort::Number(port),
+            }) => match probe::tcp_listener(pgid, *host, *port) {
+                TcpProbe::Ready => true,
+                TcpProbe::NotListening => false,
+                TcpProbe::TakenByAnother => {
+                    if !std::mem::replace(&mut said_taken, true) {
+                        let _ = inbox.send(Event::Probe(instance, Probed::PortTaken(*port)));
+                    }
+                    false
+                }
+            },
+            // Resolved against the process's PORT when the group was read.
+            Ready::Tcp(TcpCheck {
+                port: TcpPort::FromEnv,
+                ..
+            }) => false,
+            Ready::File(path) => probe::file_exists(path),
         };
         if ready {
             let _ = inbox.send(Event::Probe(instance, Probed::Ready));

@@ -118,6 +118,11 @@ pub enum Input {
     },
     /// An instance's ready check passed.
     Ready(InstanceId),
+    /// An instance's `tcp:` check found its port held by another program.
+    PortTaken {
+        instance: InstanceId,
+        port: u16,
+    },
     /// Everything an instance wrote has been read (its pipe was closed).
     OutputEnded(InstanceId),
     Control {
@@ -410,6 +415,14 @@ impl Table {
             Input::Stopped { pid, signal } => self.on_stopped(pid, signal, &mut out),
             Input::Group { instance, state } => self.on_group(instance, state, now, &mut out),
             Input::Ready(instance) => self.on_ready(instance, &mut out),
+            Input::PortTaken { instance, port } => {
+                if let Some((unit, _)) = self.find(instance) {
+                    let name = &self.units[unit].spec.name;
+                    out.push(Effect::Line(format!(
+                        "{name}: port {port} is taken by another program"
+                    )));
+                }
+            }
             Input::OutputEnded(id) => {
                 if let Some((unit, index)) = self.find(id) {
                     self.units[unit].instances[index].output_open = false;

@@ -376,6 +376,21 @@ fn a_ready_report_for_an_instance_that_is_gone_changes_nothing() {
 }
 
 #[test]
+fn a_port_held_by_another_program_is_reported_by_name() {
+    let web = with(spec("web"), "ready", Some("tcp:8080"));
+    let mut sim = Sim::group(vec![web]);
+    let effects = sim.feed(Input::PortTaken {
+        instance: sim.id("web"),
+        port: 8080,
+    });
+    assert_eq!(
+        lines(&effects),
+        ["web: port 8080 is taken by another program"]
+    );
+    assert_eq!(sim.state("web"), "starting", "still not ready");
+}
+
+#[test]
 fn an_exit_line_belongs_after_the_output_of_its_instance() {
     let mut sim = Sim::group(vec![spec("web"), spec("other")]);
     let id = sim.id("web");
