@@ -20,7 +20,7 @@ use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, IsTerminal};
@@ -320,9 +320,8 @@ impl Executor<'_> {
     /// Steps the table with `input` and performs what it decides, with the
     /// inputs that performing it gives, until none is left.
     fn handle(&mut self, input: Input) {
-        let mut inputs = vec![input];
-        while !inputs.is_empty() {
-            let input = inputs.remove(0);
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
             for effect in self.table.step(input, Instant::now()) {
                 self.perform(effect, &mut inputs);
             }
@@ -427,13 +426,13 @@ impl Executor<'_> {
         }
     }
 
-    fn perform(&mut self, effect: Effect, inputs: &mut Vec<Input>) {
+    fn perform(&mut self, effect: Effect, inputs: &mut VecDeque<Input>) {
         match effect {
-            Effect::Spawn { instance, unit } => inputs.push(self.spawn(instance, unit)),
+            Effect::Spawn { instance, unit } => inputs.push_back(self.spawn(instance, unit)),
             Effect::Signal { to, signal } => self.signal(to, signal, inputs),
             Effect::SignalAll(signal) => {
                 if process::send_signal_to_all(signal).is_err() {
-                    inputs.push(Input::NoChildren);
+                    inputs.push_back(Input::NoChildren);
                 }
             }
             Effect::Line(text) => self.output.herd_line(&text),
@@ -484,7 +483,7 @@ impl Executor<'_> {
         }
     }
 
-    fn signal(&mut self, to: Target, signal: i32, inputs: &mut Vec<Input>) {
+    fn signal(&mut self, to: Target, signal: i32, inputs: &mut VecDeque<Input>) {
         match to {
             Target::Process(id) => {
                 if let Some(live) = self.processes.get(&id) {
@@ -500,7 +499,7 @@ impl Executor<'_> {
                 if failed.is_some() && !self.processes.contains_key(&id) {
                     let state = self.group_state(id);
                     if state != GroupState::Alive {
-                        inputs.push(Input::Group {
+                        inputs.push_back(Input::Group {
                             instance: id,
                             state,
                         });

@@ -569,3 +569,74 @@ fn ctrl_z_stops_every_process_and_herd_and_sigcont_resumes_them() {
     let outcome = herd.finish();
     outcome.check(outcome.code() == 0, "a clean stop after resuming");
 }
+
+/// A set-user-ID root program that becomes root for good (real, effective
+/// and saved uid 0), prints its pid and waits: a process a non-root herd
+/// may not signal. `None` when this test cannot make one (not root, no C
+/// compiler).
+fn unsignallable_program(dir: &TempDir) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"));
+    if !is_root {
+        eprintln!("skipped: making a set-user-ID root program needs root");
+        return None;
+    }
+    let source = dir.join("stay.c");
+    let program = dir.join("stay");
+    fs::write(
+        &source,
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         int main(void) { if (setuid(0) || setgid(0)) return 1;\n\
+         printf(\"root pid %d\\n\", getpid()); fflush(stdout);\n\
+         for (;;) pause(); }\n",
+    )
+    .unwrap();
+    let compiled = Command::new("cc")
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .status();
+    if !compiled.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: cc could not build the set-user-ID program");
+        return None;
+    }
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
+    Some(program)
+}
+
+#[test]
+fn a_group_member_herd_may_not_signal_is_not_waited_for_forever() {
+    let dir = TempDir::new("eperm");
+    let Some(program) = unsignallable_program(&dir) else {
+        return;
+    };
+    let herd_copy = dir.join("herd");
+    fs::copy(herd_path(), &herd_copy).unwrap();
+    // The main process leaves the root program in its process group and
+    // exits: herd, as nobody, may not signal what is left.
+    let command = format!("a={} & read line; exit 0", program.display());
+    let mut herd = Running::start(
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&herd_copy)
+            .args(["run", "--color", "never", "--stdin", "a", "-c", &command]),
+    );
+    let line = herd.expect_line("root pid ");
+    let leftover: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            send_signal(self.0, "KILL");
+        }
+    }
+    let _leftover = KillOnDrop(leftover);
+    herd.write_stdin("go\n");
+    herd.expect_line("cannot be signalled by herd (permission denied); not waiting for it");
+    let status = herd.wait();
+    assert_eq!(status.code(), Some(0), "{}", herd.story());
+    assert!(is_alive(leftover), "the root program was somehow stopped");
+}
