@@ -8,7 +8,7 @@ use crate::control::{self, Command, ProcessStatus, Reply};
 use crate::daemon::Service;
 use crate::error::Failure;
 use crate::log::Verbose;
-use crate::output::{self, Sink, Style};
+use crate::output::{self, Output, ReaderId, Style};
 use crate::procfile;
 use crate::signals;
 use crate::spec::{Defaults, ProcessSpec, Ready, Restart};
@@ -24,8 +24,6 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Exit code when a ready check timed out (as timeout(1) exits).
@@ -34,8 +32,8 @@ const EXIT_NOT_READY: u8 = 124;
 /// How often ready checks are tried.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How long herd waits, when a main process exits, for its last output to
-/// be written, so that its exit is logged after what it printed.
+/// How long the line that a main process exited waits for its last output,
+/// so that its exit is logged after what it printed.
 const EXIT_OUTPUT_DRAIN: Duration = Duration::from_millis(100);
 
 /// Runs the group described by `args` until every process is gone.
@@ -78,7 +76,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         std::io::stdout().is_terminal(),
         std::env::var_os("NO_COLOR"),
     );
-    let sink = Sink::new(Style {
+    let sink = Output::new(Style {
         color,
         timestamps: args.timestamps,
         name_width,
@@ -108,7 +106,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
                 restarts: 0,
                 manual_stop: false,
                 restart_after_stop: false,
-                readers: Vec::new(),
+                reader: None,
                 spec,
                 env,
             }
@@ -248,8 +246,8 @@ struct Proc {
     manual_stop: bool,
     /// Stopped by `herd restart NAME`: starts again once gone.
     restart_after_stop: bool,
-    /// Output reader threads of its runs that may still have output to write.
-    readers: Vec<JoinHandle<()>>,
+    /// The output reader of its latest run.
+    reader: Option<ReaderId>,
 }
 
 impl Proc {
@@ -305,7 +303,7 @@ struct Group<'a> {
     kill_everything: bool,
     cause: Option<Cause>,
     parallel_stop: bool,
-    sink: Arc<Sink>,
+    sink: Output,
     caller_mask: SignalSet,
     null: File,
     /// For the namespace sweep as PID 1: the stop signal and grace of `run`.
@@ -490,9 +488,11 @@ impl Group<'_> {
         // herd must not hold the write end, or the reader never sees EOF.
         drop(output_write);
         proc.stdin_pipe = stdin_pipe.map(|(_, write_end)| File::from(write_end));
-        let reader = output::spawn_reader(&self.sink, &proc.spec.name, output_read)
+        let reader = self
+            .sink
+            .spawn_reader(&proc.spec.name, output_read)
             .map_err(|e| Failure::io(&doing, &e))?;
-        proc.readers.push(reader);
+        proc.reader = Some(reader);
         proc.pid = Some(pid);
         proc.pgid = Some(pid);
         proc.started_at = Instant::now();
@@ -544,7 +544,6 @@ impl Group<'_> {
 
     fn main_exited(&mut self, index: usize, status: WaitStatus) {
         let proc = &mut self.procs[index];
-        output::wait_for_readers(&mut proc.readers, EXIT_OUTPUT_DRAIN);
         if std::mem::take(&mut proc.has_terminal) {
             // Back to herd, so that Ctrl-C reaches herd again and a restart
             // can hand it over once more.
@@ -558,7 +557,10 @@ impl Group<'_> {
                 format!("{} was killed by {}", proc.spec.name, signals::name(signal))
             }
         };
-        self.sink.herd_line(&line);
+        match proc.reader {
+            Some(reader) => self.sink.herd_line_after(&line, reader, EXIT_OUTPUT_DRAIN),
+            None => self.sink.herd_line(&line),
+        }
         if !matches!(self.procs[index].state, State::Stopping { .. }) {
             // What the main process left in its group goes with it, so that
             // an orphan cannot keep a port or a pipe.
@@ -832,12 +834,7 @@ impl Group<'_> {
 
     /// Lets the reader threads write what is still in the pipes.
     fn drain_output(&mut self) {
-        let mut readers: Vec<JoinHandle<()>> = self
-            .procs
-            .iter_mut()
-            .flat_map(|p| p.readers.drain(..))
-            .collect();
-        output::wait_for_readers(&mut readers, output::OUTPUT_DRAIN);
+        self.sink.drain(output::OUTPUT_DRAIN);
     }
 
     fn exit_code(&self) -> u8 {

@@ -67,7 +67,9 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         Some((read_end, write_end)) => {
             // herd must not hold the write end, or the copy never sees EOF.
             drop(write_end);
-            let copier = output::spawn_copier(read_end)
+            let copier = output::Output::new(output::Style::default());
+            copier
+                .spawn_copier(read_end)
                 .map_err(|e| Failure::io("starting the output thread", &e))?;
             Some(copier)
         }
@@ -100,7 +102,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         sweep_namespace(&events, defaults.stop_signal, defaults.grace, verbose)?;
     }
     if let Some(copier) = copier {
-        output::wait_for_readers(&mut vec![copier], output::OUTPUT_DRAIN);
+        copier.drain(output::OUTPUT_DRAIN);
     }
     Ok(exit_code(status))
 }
