@@ -1,12 +1,16 @@
-//! Child output: one reader thread per pipe, whole prefixed lines into one shared sink.
+//! herd's output: child pipes turned into whole lines, one reader thread per
+//! pipe, and written with herd's own lines by the one thread that owns stdout.
 
 use crate::sys::fd;
+use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, IoSlice};
+use std::mem;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The longest line written whole. A longer one is cut into pieces of this
@@ -21,7 +25,7 @@ const READ_SIZE: usize = MAX_LINE + 1;
 /// small (with 4 KiB, 200 readers that printed one line kept 4 KiB each). A
 /// read that fills it grows it to `READ_SIZE`.
 const FIRST_READ: usize = 1024;
-/// A batch is written as soon as it holds this much, so that lines much
+/// A batch is queued as soon as it holds this much, so that lines much
 /// shorter than their prefix (a flood of empty lines) cannot blow a batch up
 /// to many times what was read.
 const BATCH: usize = 2 * MAX_LINE;
@@ -32,13 +36,38 @@ const BATCH: usize = 2 * MAX_LINE;
 /// every pipe's capacity against a per-user limit
 /// (/proc/sys/fs/pipe-user-pages-soft).
 const BUSY_PIPE_SIZE: usize = 256 * 1024;
-/// How long a pipe must stay quiet before its reader frees its buffers: a
-/// process that printed a banner and went idle should cost about what one
-/// that never printed costs, and allocating again after a pause is cheap.
+/// How long a pipe must stay quiet before its reader frees its buffers, and
+/// the writer must stay idle before it frees its spare ones: a process that
+/// printed a banner and went idle should cost about what one that never
+/// printed costs, and allocating again after a pause is cheap.
 const IDLE: Duration = Duration::from_millis(100);
-/// Reader threads only read and format into heap buffers, so a small stack
-/// is plenty (std's default is 2 MiB of address space per thread).
-const READER_STACK: usize = 64 * 1024;
+/// Reader threads and the writer only read, format and write through heap
+/// buffers, so a small stack is plenty (std's default is 2 MiB of address
+/// space per thread).
+const THREAD_STACK: usize = 64 * 1024;
+/// How many bytes of the readers' lines may wait for the writer. A reader
+/// with more waits, and stops reading its pipe, so that a process writing
+/// faster than herd's stdout is read blocks in its own write, as it would
+/// writing to that stdout itself.
+const READER_QUEUE: usize = 1024 * 1024;
+/// How many bytes of herd's own lines and notes may wait for the writer.
+/// They never wait (the supervisor loop must go on when nobody reads herd's
+/// stdout): beyond this they are dropped, and counted in a line of their own
+/// once the writer gets through.
+const OWN_QUEUE: usize = 1024 * 1024;
+/// About how much the writer takes from the queue at a time, and how much
+/// of the readers' lines must wait before a busy reader wakes it. Half the
+/// queue, so that readers go on while it writes: waking the writer for every
+/// 256 KiB instead cost 10% of throughput in context switches.
+const ROUND: usize = 512 * 1024;
+/// How many written batches the writer keeps for readers to format their
+/// next ones in, so that a busy reader does not allocate (and fault in) a
+/// new buffer for every batch: enough for what the queue and a round hold
+/// (a busy reader's batches hold at least `SPARE_SIZE`; with half as many,
+/// allocating made herd 10% slower). Only buffers this large are kept, and
+/// none once the writer has been idle for `IDLE`.
+const SPARE_SIZE: usize = MAX_LINE;
+const SPARE_BUFFERS: usize = (READER_QUEUE + ROUND) / SPARE_SIZE;
 /// How long herd waits, after the last process is gone, for output still in
 /// its pipes (a descendant that left the process group may hold one open).
 pub const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
@@ -48,6 +77,7 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 const PALETTE: [&str; 6] = [
     "\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[94m", "\x1b[91m",
 ];
+
 /// herd's own lines are bold instead, so they never look like a process's.
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
@@ -95,7 +125,7 @@ pub fn use_color(
 }
 
 /// How lines look.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Style {
     pub color: bool,
     pub timestamps: bool,
@@ -104,178 +134,757 @@ pub struct Style {
     pub name_width: usize,
 }
 
-/// herd's stdout, shared by every reader thread and by herd's own events.
-/// Each write holds the one lock and carries whole lines only, so lines of
-/// different processes never interleave.
-pub struct Sink {
-    style: Style,
-    /// `None` once whoever reads herd's stdout has gone (EPIPE): output is
-    /// dropped from then on, without a syscall, while the readers keep
-    /// draining their pipes so that no child blocks on a full one.
-    output: Mutex<Option<Box<dyn AsFd + Send>>>,
+/// One reader thread's pipe, for `Output::herd_line_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReaderId(u64);
+
+/// herd's stdout, and the notes herd writes to stderr: one writer thread,
+/// started with the first thing to write, and the queue that feeds it.
+///
+/// Reader threads queue whole lines and wait when the queue is full; herd's
+/// own lines never wait. The writer alone writes, so lines never interleave,
+/// and it holds no lock while it writes. A clone is another handle to the
+/// same output; once every handle is gone, the writer ends when every reader
+/// has reached end of file and everything queued is written.
+#[derive(Clone)]
+pub struct Output {
+    handle: Arc<Handle>,
 }
 
-impl Sink {
-    /// A sink writing to herd's stdout: straight to fd 1, not through std's
-    /// buffered `Stdout`, so nothing else in herd should print to stdout.
-    pub fn new(style: Style) -> Arc<Sink> {
-        Sink::with_output(style, io::stdout())
+/// What the clones of an `Output` share. Readers and the writer hold
+/// `Shared` itself, so dropping this tells the writer that no more of herd's
+/// lines can come.
+struct Handle(Arc<Shared>);
+
+struct Shared {
+    style: Style,
+    /// Where the writer writes: herd's stdout and stderr by fd number (what
+    /// `io::Stdout` and `io::Stderr` lend), so that each write goes to
+    /// whatever file fds 1 and 2 are then (SIGUSR1 puts a reopened log over
+    /// them); pipes in tests.
+    stdout: Box<dyn AsFd + Send + Sync>,
+    stderr: Box<dyn AsFd + Send + Sync>,
+    /// Set once whoever reads herd's stdout has gone (EPIPE): stdout's lines
+    /// are dropped from then on, without a syscall and without formatting,
+    /// while the readers keep draining their pipes so that no child blocks
+    /// on a full one.
+    stdout_closed: AtomicBool,
+    queue: Mutex<Queue>,
+    /// The writer waits here for something to write.
+    work: Condvar,
+    /// Readers wait here for room in the queue, and `drain` for the end.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Readers' batches and ends of file, in the order they came.
+    chunks: VecDeque<Chunk>,
+    /// The bytes of the batches in `chunks`.
+    chunk_bytes: usize,
+    /// herd's own lines and notes, in the order they came.
+    own: VecDeque<OwnLine>,
+    own_bytes: usize,
+    /// herd's lines and notes dropped since one was last queued.
+    dropped_lines: usize,
+    dropped_notes: usize,
+    /// Orders chunks and own lines among each other.
+    next_seq: u64,
+    next_reader: u64,
+    /// Readers whose end of file the writer has not taken yet.
+    live: Vec<ReaderId>,
+    /// Written buffers for readers to reuse.
+    spare: Vec<Vec<u8>>,
+    writer: Writer,
+    /// Something queued is to be written now: the writer was woken for it,
+    /// or its last round stopped at the limit.
+    wanted: bool,
+    /// Threads waiting on `progress`.
+    waiting: usize,
+    handles_gone: bool,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Writer {
+    #[default]
+    NotStarted,
+    /// Waiting on `work`.
+    Idle,
+    /// Writing, or about to look at the queue (woken, or being started).
+    Busy,
+}
+
+/// What a reader queued: a batch of whole lines (or, from a copier, bytes),
+/// or `None` for its end of file.
+struct Chunk {
+    seq: u64,
+    reader: ReaderId,
+    bytes: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Stdout,
+    Stderr,
+}
+
+/// One of herd's own lines, formatted, or one of its notes.
+struct OwnLine {
+    seq: u64,
+    dest: Dest,
+    bytes: Vec<u8>,
+    after: Option<After>,
+}
+
+/// A line to be written only after the last output of `reader`, or at
+/// `until` (`None`: a wait too long to count) if that comes first.
+#[derive(Clone, Copy)]
+struct After {
+    reader: ReaderId,
+    until: Option<Instant>,
+}
+
+/// Bytes for one destination, taken from the queue for one round of writes.
+struct Piece {
+    dest: Dest,
+    bytes: Vec<u8>,
+}
+
+/// How a reader treats what it reads.
+enum Form {
+    /// Whole lines, each behind this head.
+    Lines(Head),
+    /// Bytes as they came.
+    Raw,
+}
+
+impl Output {
+    /// An output to herd's stdout (fd 1) and stderr (fd 2), written to
+    /// straight, not through std's buffered `Stdout`: nothing else in herd
+    /// should print to stdout. No thread starts until something is queued.
+    pub fn new(style: Style) -> Output {
+        Output::with_fds(style, io::stdout(), io::stderr())
     }
 
-    /// A sink writing to any fd: herd's stdout, or a pipe in tests.
-    fn with_output(style: Style, output: impl AsFd + Send + 'static) -> Arc<Sink> {
-        Arc::new(Sink {
+    /// An output to any pair of fds: herd's own, or pipes in tests.
+    fn with_fds(
+        style: Style,
+        stdout: impl AsFd + Send + Sync + 'static,
+        stderr: impl AsFd + Send + Sync + 'static,
+    ) -> Output {
+        let shared = Shared {
             style,
-            output: Mutex::new(Some(Box::new(output))),
-        })
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            stdout_closed: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        };
+        Output {
+            handle: Arc::new(Handle(Arc::new(shared))),
+        }
     }
 
-    /// Writes `text` as a line of the `herd` pseudo-process (each line of it,
-    /// should it have several), in the same format as a process's lines. An
-    /// empty `text` writes nothing.
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.0
+    }
+
+    /// Queues `text` as a line of the `herd` pseudo-process (each line of
+    /// it, should it have several), in the same format as a process's lines.
+    /// Never waits. An empty `text` writes nothing.
     pub fn herd_line(&self, text: &str) {
-        let mut head = Head::new(self.style, HERD, BOLD);
-        self.write_lines(head.now(), text.as_bytes(), true, &mut Vec::new());
+        self.shared().queue_own(Dest::Stdout, text, None);
     }
 
-    /// Formats the lines at the start of `pending` behind `head` and writes
-    /// them, a batch at a time, reusing `batch`. Returns how many bytes of
-    /// `pending` it used; the rest is the start of a line still to come.
-    fn write_lines(&self, head: &[u8], pending: &[u8], at_eof: bool, batch: &mut Vec<u8>) -> usize {
+    /// Queues a herd line like `herd_line`, to be written after the last
+    /// output of `reader` (once the writer has taken its end of file), or
+    /// once `wait` has passed, whichever comes first. herd's lines queued
+    /// after it wait behind it; the readers' lines do not.
+    pub fn herd_line_after(&self, text: &str, reader: ReaderId, wait: Duration) {
+        let after = After {
+            reader,
+            until: Instant::now().checked_add(wait),
+        };
+        self.shared().queue_own(Dest::Stdout, text, Some(after));
+    }
+
+    /// Queues `herd: TEXT` as a line for herd's stderr, in order with herd's
+    /// lines. Never waits.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for the -v notes of `herd start -- CMD`, once its loop is rewritten"
+        )
+    )]
+    pub fn note(&self, text: &str) {
+        self.shared().queue_own(Dest::Stderr, text, None);
+    }
+
+    /// Starts a thread that copies `pipe` (a child's stdout and stderr, which
+    /// share it) to herd's stdout as lines prefixed with `name`, until end of
+    /// file. Starts the writer too, if it has not started yet.
+    pub fn spawn_reader(&self, name: &str, pipe: OwnedFd) -> io::Result<ReaderId> {
+        let shared = self.shared();
+        let head = Head::new(shared.style, name, colour_of(name));
+        shared.spawn_reader(format!("out:{name}"), Form::Lines(head), pipe)
+    }
+
+    /// Starts a thread that copies `pipe` to herd's stdout byte for byte,
+    /// until end of file: the output of `herd start -- CMD`, which has no
+    /// prefix but goes through herd so that it follows the log when SIGUSR1
+    /// reopens it.
+    pub fn spawn_copier(&self, pipe: OwnedFd) -> io::Result<ReaderId> {
+        self.shared().spawn_reader("out".into(), Form::Raw, pipe)
+    }
+
+    /// Waits at most `limit` until every reader has reached end of file and
+    /// everything queued is written. The limit is for pipes that a descendant
+    /// outside the process group keeps open, and for a stdout nobody reads.
+    pub fn drain(&self, limit: Duration) {
+        let shared = self.shared();
+        let until = Instant::now().checked_add(limit);
+        let mut queue = shared.lock();
+        // Lines queued while the writer could not be started: one more try.
+        if !queue.is_done() && queue.writer == Writer::NotStarted {
+            queue.writer = Writer::Busy;
+            drop(queue);
+            let _ = shared.start_writer();
+            queue = shared.lock();
+        }
+        while !queue.is_done() {
+            let timeout = until.map(|until| until.saturating_duration_since(Instant::now()));
+            if timeout == Some(Duration::ZERO) {
+                return;
+            }
+            queue.waiting += 1;
+            queue = match timeout {
+                Some(timeout) => {
+                    let waited = shared.progress.wait_timeout(queue, timeout);
+                    waited.unwrap_or_else(PoisonError::into_inner).0
+                }
+                None => shared
+                    .progress
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+            queue.waiting -= 1;
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.handles_gone = true;
+        if queue.writer == Writer::Idle {
+            self.0.wake(queue);
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stdout_is_closed(&self) -> bool {
+        self.stdout_closed.load(Ordering::Relaxed)
+    }
+
+    /// Lets the writer know there is something in the queue, and starts it
+    /// if it has not started. The writer is woken once the queue is let go
+    /// of, so that it does not wake only to wait for the lock.
+    fn wake(self: &Arc<Self>, mut queue: MutexGuard<'_, Queue>) {
+        let was = mem::replace(&mut queue.writer, Writer::Busy);
+        queue.wanted = true;
+        drop(queue);
+        match was {
+            Writer::Idle => self.work.notify_one(),
+            // On a failure what is queued waits for the next try.
+            Writer::NotStarted => drop(self.start_writer()),
+            Writer::Busy => {}
+        }
+    }
+
+    /// Starts the writer thread, which `wake_writer` has marked as started.
+    /// On a failure it is marked as not started again, and what is queued
+    /// waits for the next try.
+    fn start_writer(self: &Arc<Self>) -> io::Result<()> {
+        let shared = Arc::clone(self);
+        let started = thread::Builder::new()
+            .name("writer".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || shared.write_until_done());
+        if started.is_err() {
+            self.lock().writer = Writer::NotStarted;
+        }
+        started.map(drop)
+    }
+
+    /// Formats `text` as herd's line or note.
+    fn format_own(&self, dest: Dest, text: &str) -> Vec<u8> {
+        match dest {
+            Dest::Stdout => {
+                let mut head = Head::new(self.style, HERD, BOLD);
+                let mut lines = Vec::new();
+                let mut rest = text.as_bytes();
+                while !rest.is_empty() {
+                    // Into an empty buffer, so that at least a line is used.
+                    let mut part = Vec::new();
+                    let used = format_lines(head.now(), rest, true, &mut part);
+                    lines.append(&mut part);
+                    rest = rest.get(used..).unwrap_or_default();
+                }
+                lines
+            }
+            // As `log::line` writes it.
+            Dest::Stderr => format!("herd: {text}\n").into_bytes(),
+        }
+    }
+
+    /// Queues one of herd's lines or notes, or drops it if too many wait.
+    fn queue_own(self: &Arc<Self>, dest: Dest, text: &str, after: Option<After>) {
+        if text.is_empty() || (dest == Dest::Stdout && self.stdout_is_closed()) {
+            return;
+        }
+        let bytes = self.format_own(dest, text);
+        let mut queue = self.lock();
+        if queue.own_bytes.saturating_add(bytes.len()) > OWN_QUEUE {
+            *queue.dropped(dest) += 1;
+        } else {
+            // The count of what was dropped goes where the dropped lines
+            // would have been, before this one.
+            let dropped = mem::take(queue.dropped(dest));
+            if dropped > 0 {
+                let report = self.format_own(dest, &dropped_report(dest, dropped));
+                queue.push_own(dest, report, None);
+            }
+            queue.push_own(dest, bytes, after);
+        }
+        // Woken even for a dropped line, so that the writer reports it.
+        self.wake(queue);
+    }
+
+    /// Registers a reader and starts its thread, and the writer first.
+    fn spawn_reader(
+        self: &Arc<Self>,
+        thread_name: String,
+        form: Form,
+        pipe: OwnedFd,
+    ) -> io::Result<ReaderId> {
+        fd::set_nonblocking(pipe.as_fd())?;
+        let mut queue = self.lock();
+        let reader = ReaderId(queue.next_reader);
+        queue.next_reader = queue.next_reader.wrapping_add(1);
+        queue.live.push(reader);
+        // Its reader may need the writer at once.
+        let start_writer = queue.writer == Writer::NotStarted;
+        if start_writer {
+            queue.writer = Writer::Busy;
+        }
+        drop(queue);
+        let started = if start_writer {
+            self.start_writer()
+        } else {
+            Ok(())
+        };
+        let spawned = started.and_then(|()| {
+            let shared = Arc::clone(self);
+            thread::Builder::new()
+                .name(thread_name)
+                .stack_size(THREAD_STACK)
+                .spawn(move || shared.copy(reader, form, &pipe))
+        });
+        if let Err(error) = spawned {
+            self.lock().live.retain(|live| *live != reader);
+            return Err(error);
+        }
+        Ok(reader)
+    }
+
+    /// A reader thread's work. Its buffers exist only while output flows: an
+    /// idle process's reader holds no more than its thread's stack.
+    ///
+    /// The pipe is non-blocking so that a busy reader learns the pipe is
+    /// empty from the read itself; a poll(2) after every read cost 15% of
+    /// throughput.
+    fn copy(self: &Arc<Self>, reader: ReaderId, mut form: Form, pipe: &OwnedFd) {
+        let mut pending = Vec::new();
+        let mut batch = Vec::new();
+        let mut pipe_grown = false;
+        // Something was queued since the writer was last woken for it.
+        let mut unflushed = false;
+        loop {
+            if pending.capacity() == 0 {
+                // On an error (ENOMEM) the read below says EAGAIN and the
+                // loop waits again.
+                let _ = fd::wait_readable(pipe.as_fd(), None);
+                pending.reserve_exact(FIRST_READ);
+            }
+            let at_eof = match fd::read_appending(pipe.as_fd(), &mut pending) {
+                Ok(count) => {
+                    // A full buffer asks for the full size. This also keeps
+                    // room for the next read: `queue_lines` leaves at most
+                    // MAX_LINE bytes, less than READ_SIZE.
+                    if pending.len() == pending.capacity() {
+                        pending.reserve_exact(READ_SIZE - pending.len());
+                    }
+                    // A pipe found more than half full: the child writes
+                    // faster than this reader keeps up. A refusal only costs
+                    // speed.
+                    if count > MAX_LINE / 2 && !pipe_grown {
+                        pipe_grown = true;
+                        let _ = fd::set_pipe_size(pipe.as_fd(), BUSY_PIPE_SIZE);
+                    }
+                    count == 0
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if mem::take(&mut unflushed) {
+                        self.flush();
+                    }
+                    // Empty for now. If it stays quiet the buffers go, unless
+                    // they hold the start of a line (rare for a quiet process).
+                    let timeout = if pending.is_empty() { Some(IDLE) } else { None };
+                    if !fd::wait_readable(pipe.as_fd(), timeout).unwrap_or(true) {
+                        pending = Vec::new();
+                        batch = Vec::new();
+                    }
+                    continue;
+                }
+                // Not expected on a pipe; all that can be done is to stop.
+                Err(_) => true,
+            };
+            let used = match &mut form {
+                // Nobody reads herd's stdout: the pipe is drained all the same.
+                _ if self.stdout_is_closed() => pending.len(),
+                Form::Lines(head) => {
+                    self.queue_lines(reader, head.now(), &pending, at_eof, &mut batch)
+                }
+                Form::Raw => {
+                    batch.extend_from_slice(&pending);
+                    self.queue_batch(reader, &mut batch);
+                    pending.len()
+                }
+            };
+            pending.drain(..used);
+            unflushed = true;
+            if at_eof {
+                self.push_chunk(reader, None);
+                return;
+            }
+        }
+    }
+
+    /// Formats the lines at the start of `pending` behind `head` and queues
+    /// them, a batch at a time, formatting each in `batch`. Returns how many
+    /// bytes of `pending` it used; the rest is the start of a line still to
+    /// come.
+    fn queue_lines(
+        self: &Arc<Self>,
+        reader: ReaderId,
+        head: &[u8],
+        pending: &[u8],
+        at_eof: bool,
+        batch: &mut Vec<u8>,
+    ) -> usize {
         let mut used = 0;
         loop {
-            batch.clear();
-            let count = format_lines(head, &pending[used..], at_eof, batch);
+            let rest = pending.get(used..).unwrap_or_default();
+            // Room for every line of `rest` with its head (a line is at
+            // least one byte), at most what a batch can grow to: one
+            // allocation for a new buffer, none for a spare one.
+            let most = BATCH + head.len() + MAX_LINE + 1;
+            batch.reserve(rest.len().saturating_mul(head.len() + 2).min(most));
+            let count = format_lines(head, rest, at_eof, batch);
             if count == 0 {
                 return used;
             }
             used += count;
-            self.write(batch);
+            self.queue_batch(reader, batch);
         }
     }
 
-    /// Writes whole lines under the lock.
-    fn write(&self, lines: &[u8]) {
-        let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(fd) = output.as_ref() else { return };
-        if let Err(error) = fd::write_all(fd.as_fd(), lines) {
-            // Any other failure (a full disk under a redirect, say) loses
-            // this batch only, and the next one tries again. Nothing is
-            // logged: herd's stderr is often the very same file.
-            if error.kind() == io::ErrorKind::BrokenPipe {
-                *output = None;
-            }
+    /// Queues what `batch` holds and puts a buffer for the next batch in its
+    /// place.
+    fn queue_batch(self: &Arc<Self>, reader: ReaderId, batch: &mut Vec<u8>) {
+        if !batch.is_empty() {
+            *batch = self.push_chunk(reader, Some(mem::take(batch)));
         }
     }
-}
 
-/// Starts a thread that copies `pipe` (a child's stdout and stderr, which
-/// share it) into the sink as lines prefixed with `name`, until end of file.
-#[cfg(test)]
-fn spawn_reader(sink: &Arc<Sink>, name: &str, pipe: OwnedFd) -> io::Result<JoinHandle<()>> {
-    spawn_reader_then(sink, name, pipe, Box::new(|| {}))
-}
-
-fn spawn_reader_then(
-    sink: &Arc<Sink>,
-    name: &str,
-    pipe: OwnedFd,
-    on_end: Box<dyn FnOnce() + Send>,
-) -> io::Result<JoinHandle<()>> {
-    fd::set_nonblocking(pipe.as_fd())?;
-    let sink = Arc::clone(sink);
-    let head = Head::new(sink.style, name, colour_of(name));
-    thread::Builder::new()
-        .name(format!("out:{name}"))
-        .stack_size(READER_STACK)
-        .spawn(move || {
-            copy_lines(&sink, head, &pipe);
-            on_end();
-        })
-}
-
-/// Starts a thread that copies `pipe` to herd's stdout byte for byte, until
-/// end of file: the output of `herd start -- CMD`, which has no prefix but
-/// goes through herd so that it follows the log when SIGUSR1 reopens it.
-pub fn spawn_copier(pipe: OwnedFd, on_end: Box<dyn FnOnce() + Send>) -> io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("out".into())
-        .stack_size(READER_STACK)
-        .spawn(move || {
-            let stdout = io::stdout();
-            let mut buffer = Vec::with_capacity(READ_SIZE);
-            // A read error is not expected on a pipe; end of file ends the
-            // copy. A write that fails (a full disk) loses that piece only.
-            while fd::read_appending(pipe.as_fd(), &mut buffer).is_ok_and(|count| count > 0) {
-                let _ = fd::write_all(stdout.as_fd(), &buffer);
-                buffer.clear();
+    /// Queues a reader's batch or end of file, first waiting while the
+    /// readers' batches in the queue are over their bound. Returns an empty
+    /// buffer, a spare one if there is one.
+    fn push_chunk(self: &Arc<Self>, reader: ReaderId, bytes: Option<Vec<u8>>) -> Vec<u8> {
+        let mut queue = self.lock();
+        let len = bytes.as_ref().map_or(0, Vec::len);
+        // An end of file holds no bytes, and its reader must not wait.
+        while len > 0 && queue.chunk_bytes >= READER_QUEUE {
+            // Room comes only from a writer at work. (It runs: readers start
+            // only once it does, and it ends only after them.)
+            queue.wanted = true;
+            if mem::replace(&mut queue.writer, Writer::Busy) == Writer::Idle {
+                self.work.notify_one();
             }
-            on_end();
-        })
-}
-
-/// Waits up to `limit` for reader threads to reach the end of their pipes,
-/// and forgets the ones that did. The limit is for pipes that a descendant
-/// outside the process group keeps open.
-pub fn wait_for_readers(readers: &mut Vec<JoinHandle<()>>, limit: Duration) {
-    let until = Instant::now() + limit;
-    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
-        thread::sleep(Duration::from_millis(1));
-    }
-    readers.retain(|reader| !reader.is_finished());
-}
-
-/// A reader thread's work. Its buffers exist only while output flows: an
-/// idle process's reader holds no more than its thread's stack.
-///
-/// The pipe is non-blocking so that a busy reader learns the pipe is empty
-/// from the read itself; a poll(2) after every read cost 15% of throughput.
-fn copy_lines(sink: &Sink, mut head: Head, pipe: &OwnedFd) {
-    let mut pending = Vec::new();
-    let mut batch = Vec::new();
-    let mut pipe_grown = false;
-    loop {
-        if pending.capacity() == 0 {
-            // On an error (ENOMEM) the read below says EAGAIN and the loop
-            // waits again.
-            let _ = fd::wait_readable(pipe.as_fd(), None);
-            pending.reserve_exact(FIRST_READ);
+            queue.waiting += 1;
+            queue = self
+                .progress
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.waiting -= 1;
         }
-        let at_eof = match fd::read_appending(pipe.as_fd(), &mut pending) {
-            Ok(count) => {
-                // A full buffer asks for the full size. This also keeps room
-                // for the next read: `write_lines` leaves at most MAX_LINE
-                // bytes, less than READ_SIZE.
-                if pending.len() == pending.capacity() {
-                    pending.reserve_exact(READ_SIZE - pending.len());
-                }
-                // A pipe found more than half full: the child writes faster
-                // than this reader keeps up. A refusal only costs speed.
-                if count > MAX_LINE / 2 && !pipe_grown {
-                    pipe_grown = true;
-                    let _ = fd::set_pipe_size(pipe.as_fd(), BUSY_PIPE_SIZE);
-                }
-                count == 0
+        queue.chunk_bytes += len;
+        let seq = queue.take_seq();
+        queue.chunks.push_back(Chunk { seq, reader, bytes });
+        let spare = queue.spare.pop().unwrap_or_default();
+        // A busy reader wakes the writer only once a round's worth waits, or
+        // before it waits for its pipe (`flush`): a wake-up for every batch
+        // doubled the context switches and cost a third of the throughput.
+        if len == 0 || queue.chunk_bytes >= ROUND {
+            self.wake(queue);
+        }
+        spare
+    }
+
+    /// Wakes the writer for what the readers queued: a reader calls this
+    /// before it waits for its pipe.
+    fn flush(self: &Arc<Self>) {
+        let queue = self.lock();
+        if !queue.chunks.is_empty() {
+            self.wake(queue);
+        }
+    }
+
+    /// The writer thread's work: takes what is queued a round at a time and
+    /// writes it, holding no lock while it writes, until no more can come.
+    fn write_until_done(&self) {
+        let mut round = Vec::new();
+        let mut queue = self.lock();
+        let mut woken = true;
+        loop {
+            let now = Instant::now();
+            // Between wake-ups, a few batches queued while it wrote wait for
+            // more (or for their reader's `flush`): written one at a time,
+            // they cost a lock and a writev(2) each.
+            if mem::take(&mut woken) || queue.wanted || queue.chunk_bytes >= ROUND {
+                self.take_round(&mut queue, &mut round, now);
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                // Empty for now. If it stays quiet the buffers go, unless
-                // they hold the start of a line (rare for a quiet process).
-                let timeout = if pending.is_empty() { Some(IDLE) } else { None };
-                if !fd::wait_readable(pipe.as_fd(), timeout).unwrap_or(true) {
-                    pending = Vec::new();
-                    batch = Vec::new();
+            if round.is_empty() {
+                if queue.handles_gone && queue.live.is_empty() {
+                    return;
                 }
+                // Nothing to write before the first of herd's lines that
+                // waits for a reader, if there is one.
+                let until = queue.own.front().and_then(|own| own.after?.until);
+                let timeout = match until {
+                    Some(until) => Some(until.saturating_duration_since(now)),
+                    None if !queue.spare.is_empty() => Some(IDLE),
+                    None => None,
+                };
+                queue.writer = Writer::Idle;
+                if queue.waiting > 0 {
+                    self.progress.notify_all();
+                }
+                queue = match timeout {
+                    Some(timeout) => {
+                        let waited = self.work.wait_timeout(queue, timeout);
+                        let (mut queue, result) = waited.unwrap_or_else(PoisonError::into_inner);
+                        if result.timed_out() && until.is_none() {
+                            queue.spare = Vec::new();
+                        }
+                        queue
+                    }
+                    None => self
+                        .work
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner),
+                };
+                queue.writer = Writer::Busy;
+                woken = true;
                 continue;
             }
-            // Not expected on a pipe; all that can be done is to stop.
-            Err(_) => true,
-        };
-        let used = sink.write_lines(head.now(), &pending, at_eof, &mut batch);
-        pending.drain(..used);
-        if at_eof {
-            return;
+            // Room for the readers that wait.
+            if queue.waiting > 0 {
+                self.progress.notify_all();
+            }
+            drop(queue);
+            self.write_round(&round);
+            queue = self.lock();
+            for mut piece in round.drain(..) {
+                if queue.spare.len() < SPARE_BUFFERS && piece.bytes.capacity() >= SPARE_SIZE {
+                    piece.bytes.clear();
+                    queue.spare.push(piece.bytes);
+                }
+            }
         }
     }
+
+    /// Moves into `round` what the queue holds, up to about `ROUND` bytes, in
+    /// the order it came; but herd's lines wait behind one that waits for a
+    /// reader, while the readers' batches go on.
+    fn take_round(&self, queue: &mut Queue, round: &mut Vec<Piece>, now: Instant) {
+        let mut taken = 0;
+        while taken < ROUND {
+            let own_ready = queue
+                .own
+                .front()
+                .filter(|own| own.is_ready(&queue.live, now))
+                .map(|own| own.seq);
+            let chunk_seq = queue.chunks.front().map(|chunk| chunk.seq);
+            let own_first = match (own_ready, chunk_seq) {
+                (Some(own), Some(chunk)) => own < chunk,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if own_first {
+                let Some(own) = queue.own.pop_front() else {
+                    break;
+                };
+                queue.own_bytes -= own.bytes.len();
+                taken += own.bytes.len();
+                round.push(Piece {
+                    dest: own.dest,
+                    bytes: own.bytes,
+                });
+            } else if let Some(chunk) = queue.chunks.pop_front() {
+                match chunk.bytes {
+                    Some(bytes) => {
+                        queue.chunk_bytes -= bytes.len();
+                        taken += bytes.len();
+                        round.push(Piece {
+                            dest: Dest::Stdout,
+                            bytes,
+                        });
+                    }
+                    None => queue.live.retain(|live| *live != chunk.reader),
+                }
+            } else {
+                break;
+            }
+        }
+        // Stopped by the limit: there may be more to take at once.
+        queue.wanted = taken >= ROUND;
+        // The writer has caught up with herd's lines: if some were dropped
+        // and none was queued since, it says so now.
+        if queue.own.is_empty() {
+            for dest in [Dest::Stdout, Dest::Stderr] {
+                let dropped = mem::take(queue.dropped(dest));
+                if dropped > 0 {
+                    let bytes = self.format_own(dest, &dropped_report(dest, dropped));
+                    round.push(Piece { dest, bytes });
+                }
+            }
+        }
+    }
+
+    /// Writes a round, each run of pieces for one fd with as few writev(2)
+    /// calls as the kernel takes.
+    fn write_round(&self, round: &[Piece]) {
+        for run in round.chunk_by(|a, b| a.dest == b.dest) {
+            let Some(first) = run.first() else { continue };
+            match first.dest {
+                Dest::Stdout if self.stdout_is_closed() => {}
+                Dest::Stdout => {
+                    let written = write_pieces(self.stdout.as_fd(), run);
+                    if written.is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {
+                        self.stdout_closed.store(true, Ordering::Relaxed);
+                    }
+                }
+                // A closed or broken stderr is not herd's failure.
+                Dest::Stderr => {
+                    let _ = write_pieces(self.stderr.as_fd(), run);
+                }
+            }
+        }
+    }
+}
+
+impl Queue {
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq
+    }
+
+    fn dropped(&mut self, dest: Dest) -> &mut usize {
+        match dest {
+            Dest::Stdout => &mut self.dropped_lines,
+            Dest::Stderr => &mut self.dropped_notes,
+        }
+    }
+
+    fn push_own(&mut self, dest: Dest, bytes: Vec<u8>, after: Option<After>) {
+        self.own_bytes += bytes.len();
+        let seq = self.take_seq();
+        self.own.push_back(OwnLine {
+            seq,
+            dest,
+            bytes,
+            after,
+        });
+    }
+
+    /// Every reader has ended and everything queued is written.
+    fn is_done(&self) -> bool {
+        self.chunks.is_empty()
+            && self.own.is_empty()
+            && self.live.is_empty()
+            && self.dropped_lines == 0
+            && self.dropped_notes == 0
+            && self.writer != Writer::Busy
+    }
+}
+
+impl OwnLine {
+    fn is_ready(&self, live: &[ReaderId], now: Instant) -> bool {
+        self.after.is_none_or(|after| {
+            !live.contains(&after.reader) || after.until.is_some_and(|until| now >= until)
+        })
+    }
+}
+
+/// The line that tells how many of herd's lines or notes were dropped.
+fn dropped_report(dest: Dest, count: usize) -> String {
+    let what = match dest {
+        Dest::Stdout => "lines",
+        Dest::Stderr => "notes",
+    };
+    format!("dropped {count} of herd's {what} while its output was blocked")
+}
+
+/// Writes `pieces` in order. A failure other than EPIPE loses the piece it
+/// happened in, and the next piece is tried (a full disk under a redirect
+/// may have room again); EPIPE ends the write and is returned.
+fn write_pieces(fd: BorrowedFd, pieces: &[Piece]) -> io::Result<()> {
+    // The first piece not written whole, and how much of it was.
+    let mut next = 0;
+    let mut offset = 0;
+    let mut slices = Vec::with_capacity(pieces.len().min(fd::MAX_SLICES));
+    while let Some(first) = pieces.get(next) {
+        slices.clear();
+        slices.push(IoSlice::new(first.bytes.get(offset..).unwrap_or_default()));
+        let rest = pieces.iter().skip(next + 1).take(fd::MAX_SLICES - 1);
+        slices.extend(rest.map(|piece| IoSlice::new(&piece.bytes)));
+        match fd::write_vectored(fd, &slices) {
+            Ok(0) => (next, offset) = (next + 1, 0),
+            Ok(mut written) => {
+                while let Some(piece) = pieces.get(next) {
+                    let left = piece.bytes.len().saturating_sub(offset);
+                    if written < left {
+                        offset += written;
+                        break;
+                    }
+                    written -= left;
+                    (next, offset) = (next + 1, 0);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Err(error),
+            Err(_) => (next, offset) = (next + 1, 0),
+        }
+    }
+    Ok(())
 }
 
 /// Appends to `out` the lines at the start of `pending`, each behind `head`
@@ -382,8 +991,11 @@ fn colour_of(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::File;
+    use std::fs::{self, File};
     use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
 
     const PLAIN: Style = Style {
         color: false,
@@ -499,18 +1111,6 @@ mod tests {
     }
 
     #[test]
-    fn writes_every_batch_of_a_long_input() {
-        let (read, write) = fd::pipe().unwrap();
-        let sink = Sink::with_output(PLAIN, write);
-        let collector = thread::spawn(move || read_all(read));
-        let empty_lines = vec![b'\n'; MAX_LINE];
-        let used = sink.write_lines(b"a | ", &empty_lines, false, &mut Vec::new());
-        assert_eq!(used, MAX_LINE);
-        drop(sink);
-        assert_eq!(collector.join().unwrap(), b"a | \n".repeat(MAX_LINE));
-    }
-
-    #[test]
     fn decides_colour_from_choice_terminal_and_no_color() {
         use ColorChoice::*;
         let set = || Some(OsString::from("1"));
@@ -548,43 +1148,129 @@ mod tests {
         assert!(used.len() >= 4, "{used:?}");
     }
 
-    fn read_all(fd: OwnedFd) -> Vec<u8> {
-        let mut all = Vec::new();
-        File::from(fd).read_to_end(&mut all).unwrap();
-        all
+    /// How long a test waits for anything before it fails.
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// An output to pipes: the output, and the read ends of its stdout and
+    /// its stderr.
+    fn output_to_pipes(style: Style) -> (Output, OwnedFd, OwnedFd) {
+        let (out_read, out_write) = fd::pipe().unwrap();
+        let (err_read, err_write) = fd::pipe().unwrap();
+        let output = Output::with_fds(style, out_write, err_write);
+        (output, out_read, err_read)
+    }
+
+    /// What a thread reads from a pipe, as it comes.
+    struct Collector {
+        /// The bytes so far and a signal for every read.
+        read: Arc<(Mutex<Arrived>, Condvar)>,
+    }
+
+    #[derive(Default)]
+    struct Arrived {
+        bytes: Vec<u8>,
+        eof: bool,
+    }
+
+    impl Collector {
+        fn start(fd: OwnedFd) -> Collector {
+            let read = Arc::new((Mutex::new(Arrived::default()), Condvar::new()));
+            let shared = Arc::clone(&read);
+            thread::spawn(move || {
+                let mut file = File::from(fd);
+                let mut buffer = vec![0; 64 * 1024];
+                loop {
+                    let count = file.read(&mut buffer).unwrap_or(0);
+                    let (state, arrived) = &*shared;
+                    let mut state = state.lock().unwrap();
+                    state.bytes.extend_from_slice(&buffer[..count]);
+                    state.eof = count == 0;
+                    arrived.notify_all();
+                    if count == 0 {
+                        return;
+                    }
+                }
+            });
+            Collector { read }
+        }
+
+        /// Waits until what was read passes `check` (given the bytes so far
+        /// and whether end of file came), and returns it.
+        fn wait_for(&self, what: &str, check: impl Fn(&[u8], bool) -> bool) -> Vec<u8> {
+            let until = Instant::now() + DEADLINE;
+            let (state, arrived) = &*self.read;
+            let mut state = state.lock().unwrap();
+            while !check(&state.bytes, state.eof) {
+                let left = until.saturating_duration_since(Instant::now());
+                let so_far = String::from_utf8_lossy(&state.bytes);
+                assert!(
+                    !left.is_zero(),
+                    "no {what} after {DEADLINE:?}; read:\n{so_far}"
+                );
+                state = arrived.wait_timeout(state, left).unwrap().0;
+            }
+            state.bytes.clone()
+        }
+
+        fn until_eof(&self) -> Vec<u8> {
+            self.wait_for("end of file", |_, eof| eof)
+        }
+
+        fn text_until_eof(&self) -> String {
+            String::from_utf8(self.until_eof()).unwrap()
+        }
+
+        /// Waits until the text read so far ends with `end`.
+        fn text_ending(&self, end: &str) -> String {
+            let read = self.wait_for(&format!("{end:?}"), |read, _| {
+                read.ends_with(end.as_bytes())
+            });
+            String::from_utf8(read).unwrap()
+        }
+    }
+
+    #[test]
+    fn queues_every_batch_of_a_long_input() {
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
+        let empty_lines = vec![b'\n'; MAX_LINE];
+        let shared = output.shared();
+        let used = shared.queue_lines(ReaderId(0), b"a | ", &empty_lines, false, &mut Vec::new());
+        assert_eq!(used, MAX_LINE);
+        shared.flush();
+        drop(output);
+        assert_eq!(collector.until_eof(), b"a | \n".repeat(MAX_LINE));
     }
 
     #[test]
     fn reader_thread_prefixes_lines_until_eof() {
-        let (sink_read, sink_write) = fd::pipe().unwrap();
-        let sink = Sink::with_output(PLAIN, sink_write);
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        let reader = spawn_reader(&sink, "web", child_read).unwrap();
+        output.spawn_reader("web", child_read).unwrap();
         File::from(child_write)
             .write_all(b"hello\r\nno newline")
             .unwrap();
-        reader.join().unwrap();
-        sink.herd_line("web exited");
-        drop(sink);
+        output.drain(DEADLINE);
+        output.herd_line("web exited");
+        drop(output);
         let expected = "web    | hello\r\nweb    | no newline\nherd   | web exited\n";
-        assert_eq!(String::from_utf8(read_all(sink_read)).unwrap(), expected);
+        assert_eq!(collector.text_until_eof(), expected);
     }
 
     #[test]
     fn reader_thread_keeps_long_lines_whole_and_cuts_longer_ones() {
-        let (sink_read, sink_write) = fd::pipe().unwrap();
-        let sink = Sink::with_output(PLAIN, sink_write);
-        let collector = thread::spawn(move || read_all(sink_read));
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        let reader = spawn_reader(&sink, "web", child_read).unwrap();
+        output.spawn_reader("web", child_read).unwrap();
         let long = "l".repeat(3000);
         let longer = "L".repeat(MAX_LINE + 5);
         File::from(child_write)
             .write_all(format!("{long}\n{longer}\nend\n").as_bytes())
             .unwrap();
-        reader.join().unwrap();
-        drop(sink);
-        let out = String::from_utf8(collector.join().unwrap()).unwrap();
+        drop(output);
+        let out = collector.text_until_eof();
         let lines: Vec<&str> = out.lines().collect();
         let expected =
             [&long, &longer[..MAX_LINE], "LLLLL", "end"].map(|text| format!("web    | {text}"));
@@ -593,32 +1279,29 @@ mod tests {
 
     #[test]
     fn lines_of_concurrent_readers_never_interleave() {
-        let (sink_read, sink_write) = fd::pipe().unwrap();
-        let sink = Sink::with_output(PLAIN, sink_write);
-        let collector = thread::spawn(move || read_all(sink_read));
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
         let lines = 20_000;
         let writers: Vec<_> = ["a", "b", "c"]
             .into_iter()
             .map(|name| {
                 let (read, write) = fd::pipe().unwrap();
-                let reader = spawn_reader(&sink, name, read).unwrap();
+                output.spawn_reader(name, read).unwrap();
                 // Odd-sized writes, so lines arrive cut at every place.
                 let text = format!("{name}{}\n", name.repeat(77)).repeat(lines);
-                let writer = thread::spawn(move || {
+                thread::spawn(move || {
                     let mut file = File::from(write);
                     for chunk in text.as_bytes().chunks(4093) {
                         file.write_all(chunk).unwrap();
                     }
-                });
-                (reader, writer)
+                })
             })
             .collect();
-        for (reader, writer) in writers {
+        for writer in writers {
             writer.join().unwrap();
-            reader.join().unwrap();
         }
-        drop(sink);
-        let out = String::from_utf8(collector.join().unwrap()).unwrap();
+        drop(output);
+        let out = collector.text_until_eof();
         let mut counts = [0; 3];
         for line in out.lines() {
             let (name, text) = line.split_once("      | ").unwrap();
@@ -630,11 +1313,10 @@ mod tests {
 
     #[test]
     fn readers_keep_draining_after_stdout_closes() {
-        let (sink_read, sink_write) = fd::pipe().unwrap();
-        drop(sink_read);
-        let sink = Sink::with_output(PLAIN, sink_write);
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        drop(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        let reader = spawn_reader(&sink, "web", child_read).unwrap();
+        output.spawn_reader("web", child_read).unwrap();
         // Far more than a pipe holds: this only ends if the reader drains.
         let mut file = File::from(child_write);
         for _ in 0..1000 {
@@ -642,9 +1324,243 @@ mod tests {
             file.write_all(b"\n").unwrap();
         }
         drop(file);
-        reader.join().unwrap();
-        sink.herd_line("still fine");
-        assert!(sink.output.lock().unwrap().is_none());
+        output.drain(DEADLINE);
+        assert!(output.shared().stdout_is_closed());
+        output.herd_line("still fine");
+        assert!(output.shared().lock().own.is_empty());
+    }
+
+    #[test]
+    fn a_copier_passes_bytes_through_as_they_are() {
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
+        let (child_read, child_write) = fd::pipe().unwrap();
+        output.spawn_copier(child_read).unwrap();
+        let bytes: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
+        File::from(child_write).write_all(&bytes).unwrap();
+        drop(output);
+        assert_eq!(collector.until_eof(), bytes);
+    }
+
+    #[test]
+    fn notes_go_to_stderr_in_herds_format() {
+        let (output, out, err) = output_to_pipes(PLAIN);
+        let (out, err) = (Collector::start(out), Collector::start(err));
+        output.note("spawned pid 7: sleep");
+        output.herd_line("on stdout");
+        drop(output);
+        assert_eq!(err.text_until_eof(), "herd: spawned pid 7: sleep\n");
+        assert_eq!(out.text_until_eof(), "herd   | on stdout\n");
+    }
+
+    /// Waits until `progress` has not moved for a while; returns where it
+    /// stopped. Fails if it never stops within the deadline.
+    fn where_it_stalls(progress: &AtomicUsize, what: &str) -> usize {
+        let until = Instant::now() + DEADLINE;
+        let mut last = progress.load(Ordering::SeqCst);
+        let mut since = Instant::now();
+        while since.elapsed() < Duration::from_millis(500) {
+            assert!(Instant::now() < until, "{what} never stopped (at {last})");
+            thread::sleep(Duration::from_millis(10));
+            let now = progress.load(Ordering::SeqCst);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        last
+    }
+
+    /// Issue 7: when nobody read herd's stdout, a reader blocked in write(2)
+    /// held the lock that herd's own lines took, and the supervisor loop
+    /// stopped with it.
+    #[test]
+    fn a_stdout_nobody_reads_blocks_readers_but_never_herd_lines() {
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let (child_read, child_write) = fd::pipe().unwrap();
+        output.spawn_reader("c", child_read).unwrap();
+        // 16 MB of numbered lines: far more than the queue and pipes hold.
+        let child_lines = 200_000;
+        let child_line = |i: usize| format!("{i:07} {}", "x".repeat(71));
+        let progress = Arc::new(AtomicUsize::new(0));
+        let (child_done, child_finished) = mpsc::channel();
+        let child_progress = Arc::clone(&progress);
+        thread::spawn(move || {
+            let mut file = File::from(child_write);
+            for i in 0..child_lines {
+                file.write_all(format!("{}\n", child_line(i)).as_bytes())
+                    .unwrap();
+                child_progress.store(i + 1, Ordering::SeqCst);
+            }
+            child_done.send(()).unwrap();
+        });
+
+        // 2 MB of herd's lines, more than they may queue.
+        let herd_lines = 10_000;
+        let herd_line = |i: usize| format!("event {i:05} {}", "e".repeat(180));
+        let (herd_done, herd_finished) = mpsc::channel();
+        let herd = output.clone();
+        thread::spawn(move || {
+            for i in 0..herd_lines {
+                herd.herd_line(&herd_line(i));
+            }
+            herd_done.send(()).unwrap();
+        });
+        herd_finished
+            .recv_timeout(DEADLINE)
+            .expect("herd_line waited for a stdout nobody reads");
+
+        let stalled = where_it_stalls(&progress, "the child's writing");
+        assert!(stalled < child_lines, "nothing held the reader back");
+        // The queue, the reader's buffers, what the writer holds and the
+        // pipes: about 2 MiB. Three is plenty.
+        assert!(stalled * 80 < 3 << 20, "the reader queued {stalled} lines");
+        let start = Instant::now();
+        output.herd_line("one more");
+        assert!(start.elapsed() < DEADLINE);
+
+        let collector = Collector::start(out);
+        child_finished
+            .recv_timeout(DEADLINE)
+            .expect("the child's writing never ended once stdout was read");
+        drop(output);
+        let out = collector.text_until_eof();
+        let mut child_seen = 0;
+        // herd's lines in order, each dropped stretch replaced by its count.
+        let mut herd_next = 0;
+        let mut dropped = 0;
+        for line in out.lines() {
+            if let Some(text) = line.strip_prefix("c      | ") {
+                assert_eq!(text, child_line(child_seen));
+                child_seen += 1;
+            } else if let Some(text) = line.strip_prefix("herd   | ") {
+                let count = text.strip_prefix("dropped ").and_then(|rest| {
+                    rest.strip_suffix(" of herd's lines while its output was blocked")
+                });
+                if let Some(count) = count {
+                    let count: usize = count.parse().unwrap();
+                    assert!(count > 0);
+                    (herd_next, dropped) = (herd_next + count, dropped + count);
+                } else if herd_next == herd_lines {
+                    assert_eq!(text, "one more");
+                    herd_next += 1;
+                } else {
+                    assert_eq!(text, herd_line(herd_next), "herd's lines out of order");
+                    herd_next += 1;
+                }
+            } else {
+                panic!("a line of neither: {line:?}");
+            }
+        }
+        assert_eq!(child_seen, child_lines);
+        assert_eq!(herd_next, herd_lines + 1, "herd lines lost without a count");
+        assert!(dropped > 0, "none of herd's lines was dropped");
+    }
+
+    #[test]
+    fn an_exit_line_waits_for_the_last_output_of_its_reader() {
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
+        let (web_read, web_write) = fd::pipe().unwrap();
+        let (db_read, db_write) = fd::pipe().unwrap();
+        let web = output.spawn_reader("web", web_read).unwrap();
+        output.spawn_reader("db", db_read).unwrap();
+        let (mut web_write, mut db_write) = (File::from(web_write), File::from(db_write));
+        web_write.write_all(b"one\n").unwrap();
+        collector.text_ending("web    | one\n");
+        output.herd_line_after("web exited with code 1", web, DEADLINE);
+        output.herd_line("stopping db");
+        db_write.write_all(b"still here\n").unwrap();
+        // The other reader's lines go on while herd's wait.
+        collector.text_ending("db     | still here\n");
+        web_write.write_all(b"two\n").unwrap();
+        drop(web_write);
+        let expected = "web    | one\ndb     | still here\nweb    | two\n\
+                        herd   | web exited with code 1\nherd   | stopping db\n";
+        assert_eq!(collector.text_ending("herd   | stopping db\n"), expected);
+        drop((db_write, output));
+        assert_eq!(collector.text_until_eof(), expected);
+    }
+
+    #[test]
+    fn an_exit_line_waits_no_longer_than_its_wait_for_a_pipe_left_open() {
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let collector = Collector::start(out);
+        let (web_read, web_write) = fd::pipe().unwrap();
+        let web = output.spawn_reader("web", web_read).unwrap();
+        let wait = Duration::from_millis(200);
+        let queued = Instant::now();
+        output.herd_line_after("web exited with code 0", web, wait);
+        output.herd_line("web restarting in 1s");
+        let text = collector.text_ending("herd   | web restarting in 1s\n");
+        assert!(queued.elapsed() >= wait, "written before its wait was over");
+        assert_eq!(
+            text,
+            "herd   | web exited with code 0\nherd   | web restarting in 1s\n"
+        );
+        File::from(web_write).write_all(b"late\n").unwrap();
+        drop(output);
+        assert_eq!(collector.text_until_eof(), text + "web    | late\n");
+    }
+
+    #[test]
+    fn drain_gives_up_after_its_limit_when_nobody_reads_stdout() {
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        // Three times what the pipe holds.
+        for _ in 0..2000 {
+            output.herd_line(&"x".repeat(100));
+        }
+        let limit = Duration::from_millis(200);
+        let start = Instant::now();
+        output.drain(limit);
+        let took = start.elapsed();
+        assert!(took >= limit && took < DEADLINE, "{took:?}");
+        drop(out);
+    }
+
+    #[test]
+    fn drain_returns_as_soon_as_everything_is_written() {
+        Output::with_fds(PLAIN, io::stdout(), io::stderr()).drain(DEADLINE * 100);
+        let (output, out, _err) = output_to_pipes(PLAIN);
+        let (child_read, child_write) = fd::pipe().unwrap();
+        output.spawn_reader("web", child_read).unwrap();
+        output.herd_line("web started");
+        File::from(child_write).write_all(b"hi\n").unwrap();
+        let start = Instant::now();
+        output.drain(DEADLINE * 100);
+        assert!(start.elapsed() < DEADLINE);
+        // Everything is in the pipe already.
+        fd::set_nonblocking(out.as_fd()).unwrap();
+        let mut read = Vec::with_capacity(4096);
+        fd::read_appending(out.as_fd(), &mut read).unwrap();
+        assert_eq!(read, b"herd   | web started\nweb    | hi\n");
+    }
+
+    /// Set in the copy of the test binary that counts its threads.
+    const ALONE: &str = "HERD_OUTPUT_TEST_ALONE";
+
+    #[test]
+    fn no_thread_starts_before_the_first_line() {
+        // Other tests start and end threads at any time, so the count is
+        // taken in a copy of this binary that runs this test alone.
+        if std::env::var_os(ALONE).is_none() {
+            let name = "output::tests::no_thread_starts_before_the_first_line";
+            let status = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1", "--quiet"])
+                .env(ALONE, "1")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "the copy that counts threads failed");
+            return;
+        }
+        let threads = || fs::read_dir("/proc/self/task").unwrap().count();
+        let before = threads();
+        let output = Output::new(PLAIN);
+        assert_eq!(threads(), before, "Output::new started a thread");
+        output.herd_line("first");
+        assert_eq!(threads(), before + 1, "the first line started no writer");
+        output.herd_line("second");
+        assert_eq!(threads(), before + 1, "a second writer started");
     }
 
     #[test]
@@ -654,58 +1570,5 @@ mod tests {
         assert_eq!("never".parse(), Ok(ColorChoice::Never));
         assert_eq!("Always".parse::<ColorChoice>(), Err(()));
         assert_eq!("".parse::<ColorChoice>(), Err(()));
-    }
-}
-
-/// herd's stdout as the supervisor uses it; the readers still write
-/// through `Sink` themselves (the writer thread that decouples them comes
-/// next).
-#[derive(Clone)]
-pub struct Output {
-    sink: Arc<Sink>,
-    readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ReaderId(u64);
-
-impl Output {
-    pub fn new(style: Style) -> Output {
-        Output {
-            sink: Sink::new(style),
-            readers: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-    pub fn herd_line(&self, text: &str) {
-        self.sink.herd_line(text);
-    }
-    pub fn herd_line_after(&self, text: &str, _reader: ReaderId, _wait: Duration) {
-        self.sink.herd_line(text);
-    }
-    pub fn note(&self, text: &str) {
-        crate::log::line(format_args!("{text}"));
-    }
-    pub fn spawn_reader(
-        &self,
-        name: &str,
-        pipe: OwnedFd,
-        on_end: Box<dyn FnOnce() + Send>,
-    ) -> io::Result<ReaderId> {
-        let reader = spawn_reader_then(&self.sink, name, pipe, on_end)?;
-        self.readers.lock().unwrap().push(reader);
-        Ok(ReaderId(0))
-    }
-    pub fn spawn_copier(
-        &self,
-        pipe: OwnedFd,
-        on_end: Box<dyn FnOnce() + Send>,
-    ) -> io::Result<ReaderId> {
-        let reader = spawn_copier(pipe, on_end)?;
-        self.readers.lock().unwrap().push(reader);
-        Ok(ReaderId(0))
-    }
-    pub fn drain(&self, limit: Duration) {
-        let mut readers = std::mem::take(&mut *self.readers.lock().unwrap());
-        wait_for_readers(&mut readers, limit);
     }
 }

@@ -1,9 +1,13 @@
 //! Pipes, and writes that survive EINTR, EAGAIN and a closed reader.
 
 use super::{check, retry_eintr};
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::{io, mem};
+
+/// The most slices one writev(2) takes on Linux (the kernel's UIO_MAXIOV).
+pub const MAX_SLICES: usize = 1024;
 
 /// A pipe as (read end, write end), both close-on-exec so that a child only
 /// gets the end it is explicitly given.
@@ -80,6 +84,29 @@ pub fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes once from `slices` (the first `MAX_SLICES` of them) with writev(2)
+/// and returns how many bytes went, which may be fewer than they hold. EINTR
+/// is retried, and EAGAIN waits until the fd is writable, as in `write_all`.
+pub fn write_vectored(fd: BorrowedFd, slices: &[IoSlice]) -> io::Result<usize> {
+    let slices = &slices[..slices.len().min(MAX_SLICES)];
+    // At most MAX_SLICES, so it fits.
+    let count = slices.len() as libc::c_int;
+    loop {
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix, and the
+        // pointer and count describe `slices`, each of readable memory.
+        let written = check_size(unsafe {
+            libc::writev(fd.as_raw_fd(), slices.as_ptr().cast::<libc::iovec>(), count)
+        });
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                poll_one(fd, libc::POLLOUT, None)?;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Waits until `fd` has data or is at end of file, for at most `timeout`
@@ -181,6 +208,25 @@ mod tests {
         write_all(write.as_fd(), &sent).unwrap();
         drop(write);
         assert_eq!(drainer.join().unwrap(), sent);
+    }
+
+    #[test]
+    fn write_vectored_writes_the_slices_in_order_and_waits_when_full() {
+        let (read, write) = pipe_with_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).unwrap();
+        let pieces: Vec<Vec<u8>> = (0..2000)
+            .map(|i| vec![(i % 251) as u8; 1 + i % 700])
+            .collect();
+        let expected = pieces.concat();
+        let drainer = thread::spawn(move || read_to_end(&read));
+        let mut slices: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let written = write_vectored(write.as_fd(), slices).unwrap();
+            assert!(written > 0);
+            IoSlice::advance_slices(&mut slices, written);
+        }
+        drop(write);
+        assert_eq!(drainer.join().unwrap(), expected);
     }
 
     #[test]
