@@ -3,5 +3,6 @@
 
 mod control;
 mod group;
+mod loop_faults;
 mod run;
 mod util;
