@@ -4,5 +4,6 @@
 mod control;
 mod group;
 mod input;
+mod loop_faults;
 mod run;
 mod util;

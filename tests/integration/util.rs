@@ -422,3 +422,188 @@ pub fn is_flocked(path: &std::path::Path) -> bool {
             fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&file.as_str())
         })
 }
+
+impl Running {
+    /// Waits for a stdout line containing any of `needles` (earlier lines
+    /// that matched none are kept, as `expect_line` keeps them); returns it.
+    /// `what` says what the line would show, for the failure message.
+    pub fn expect_any(&mut self, what: &str, needles: &[&str]) -> String {
+        let matches = |line: &String| needles.iter().any(|n| line.contains(n));
+        if let Some(at) = self.unmatched.iter().position(matches) {
+            return self.unmatched.remove(at);
+        }
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                    self.unmatched.push(line);
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{what}: no line with any of {needles:?} within {DEADLINE:?}\n{}",
+                    self.story()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{what}: stdout closed before a line with any of {needles:?}\n{}",
+                    self.story()
+                ),
+            }
+        }
+    }
+}
+
+/// `herd ARGS` (the caller adds ARGS) with its stdout and/or stderr opened
+/// on `stdout` / `stderr` by a shell that then execs herd, so that the pid
+/// `Running` knows becomes herd's. For a FIFO the test holds open: with a
+/// reader in the test, the shell's open does not block.
+pub fn herd_writing_to(
+    stdout: Option<&std::path::Path>,
+    stderr: Option<&std::path::Path>,
+) -> Command {
+    let mut script = String::from("o=$HERD_TEST_STDOUT e=$HERD_TEST_STDERR");
+    script.push_str("; unset HERD_TEST_STDOUT HERD_TEST_STDERR; exec \"$@\"");
+    let mut command = Command::new("sh");
+    if let Some(path) = stdout {
+        script.push_str(" >\"$o\"");
+        command.env("HERD_TEST_STDOUT", path);
+    }
+    if let Some(path) = stderr {
+        script.push_str(" 2>\"$e\"");
+        command.env("HERD_TEST_STDERR", path);
+    }
+    command.args(["-c", &script, "sh", herd_path()]);
+    command
+}
+
+/// A FIFO that the test keeps open for reading and writing and never reads:
+/// a writer's open does not block, and its writes block once the pipe is
+/// full, as with a stopped reader of herd's output.
+pub struct Fifo {
+    pub path: std::path::PathBuf,
+    /// The test's end, held open and never read: the FIFO's reader.
+    _reader: fs::File,
+}
+
+impl Fifo {
+    pub fn new(dir: &TempDir, name: &str) -> Fifo {
+        let path = dir.join(name);
+        let made = Command::new("mkfifo").arg(&path).status();
+        assert!(
+            made.is_ok_and(|status| status.success()),
+            "mkfifo {}",
+            path.display()
+        );
+        // O_RDWR on a FIFO opens at once on Linux, without a peer.
+        let reader = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        Fifo {
+            path,
+            _reader: reader,
+        }
+    }
+
+    /// Fills the pipe to the last byte, so that the next write of anyone
+    /// blocks (or fails with EAGAIN if non-blocking). Returns the bytes
+    /// written.
+    pub fn fill(&self) -> usize {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Own open file description: O_NONBLOCK must not reach the others.
+        let mut writer = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path.display()));
+        let mut total = 0;
+        // Whole pages first, then single bytes for what a page left.
+        for chunk in [4096, 1] {
+            let bytes = vec![b'x'; chunk];
+            loop {
+                match writer.write(&bytes) {
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("filling {}: {e}", self.path.display()),
+                }
+            }
+        }
+        assert!(total > 0, "{} took no bytes", self.path.display());
+        total
+    }
+}
+
+/// Time `pid` has spent on a CPU, user and system, in clock ticks (fields
+/// 14 and 15 of /proc/PID/stat, every thread counted).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    // The fields after the name start at field 3, the state.
+    let user: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let system: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// A TCP port the kernel has just handed out on `host` (`::1`, `127.0.0.1`)
+/// and taken back.
+pub fn free_port_at(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0))
+        .and_then(|listener| listener.local_addr())
+        .unwrap_or_else(|e| panic!("a free port on {host}: {e}"))
+        .port()
+}
+
+/// An environment entry (`KEY=VALUE`) unique to one test. Whatever the test
+/// starts with it carries it, however deep and whatever process group or
+/// session it moved to; on drop every such process still alive is
+/// SIGKILLed, so that a failing test leaves nothing behind.
+pub struct Marker {
+    pub entry: String,
+}
+
+impl Marker {
+    pub fn new(tag: &str) -> Marker {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        Marker {
+            entry: format!("HERD_TEST_MARKER={tag}-{}-{serial}", std::process::id()),
+        }
+    }
+
+    /// Gives `command` the entry.
+    pub fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        let (key, value) = self.entry.split_once('=').unwrap();
+        command.env(key, value)
+    }
+
+    /// The live processes that carry the entry.
+    pub fn processes(&self) -> Vec<u32> {
+        processes_with_env(&self.entry)
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        // Stopped first, all of them, so that no supervisor among them can
+        // start another process between the kills; then killed.
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = self.processes();
+            if left.is_empty() || Instant::now() > until {
+                return;
+            }
+            for signal in ["-STOP", "-KILL"] {
+                let _ = Command::new("kill")
+                    .arg(signal)
+                    .args(left.iter().map(u32::to_string))
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
