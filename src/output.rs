@@ -134,6 +134,10 @@ pub struct Style {
     pub name_width: usize,
 }
 
+/// What a reader thread does once its pipe has been read to the end (its
+/// last lines are queued by then).
+pub type OnEnd = Box<dyn FnOnce() + Send>;
+
 /// One reader thread's pipe, for `Output::herd_line_after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReaderId(u64);
@@ -311,32 +315,27 @@ impl Output {
 
     /// Queues `herd: TEXT` as a line for herd's stderr, in order with herd's
     /// lines. Never waits.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the -v notes of `herd start -- CMD`, once its loop is rewritten"
-        )
-    )]
     pub fn note(&self, text: &str) {
         self.shared().queue_own(Dest::Stderr, text, None);
     }
 
     /// Starts a thread that copies `pipe` (a child's stdout and stderr, which
     /// share it) to herd's stdout as lines prefixed with `name`, until end of
-    /// file. Starts the writer too, if it has not started yet.
-    pub fn spawn_reader(&self, name: &str, pipe: OwnedFd) -> io::Result<ReaderId> {
+    /// file, and then calls `on_end`. Starts the writer too, if it has not
+    /// started yet.
+    pub fn spawn_reader(&self, name: &str, pipe: OwnedFd, on_end: OnEnd) -> io::Result<ReaderId> {
         let shared = self.shared();
         let head = Head::new(shared.style, name, colour_of(name));
-        shared.spawn_reader(format!("out:{name}"), Form::Lines(head), pipe)
+        shared.spawn_reader(format!("out:{name}"), Form::Lines(head), pipe, on_end)
     }
 
     /// Starts a thread that copies `pipe` to herd's stdout byte for byte,
     /// until end of file: the output of `herd start -- CMD`, which has no
     /// prefix but goes through herd so that it follows the log when SIGUSR1
     /// reopens it.
-    pub fn spawn_copier(&self, pipe: OwnedFd) -> io::Result<ReaderId> {
-        self.shared().spawn_reader("out".into(), Form::Raw, pipe)
+    pub fn spawn_copier(&self, pipe: OwnedFd, on_end: OnEnd) -> io::Result<ReaderId> {
+        self.shared()
+            .spawn_reader("out".into(), Form::Raw, pipe, on_end)
     }
 
     /// Waits at most `limit` until every reader has reached end of file and
@@ -473,6 +472,7 @@ impl Shared {
         thread_name: String,
         form: Form,
         pipe: OwnedFd,
+        on_end: OnEnd,
     ) -> io::Result<ReaderId> {
         fd::set_nonblocking(pipe.as_fd())?;
         let mut queue = self.lock();
@@ -495,7 +495,10 @@ impl Shared {
             thread::Builder::new()
                 .name(thread_name)
                 .stack_size(THREAD_STACK)
-                .spawn(move || shared.copy(reader, form, &pipe))
+                .spawn(move || {
+                    shared.copy(reader, form, &pipe);
+                    on_end();
+                })
         });
         if let Err(error) = spawned {
             self.lock().live.retain(|live| *live != reader);
@@ -1247,7 +1250,9 @@ mod tests {
         let (output, out, _err) = output_to_pipes(PLAIN);
         let collector = Collector::start(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        output.spawn_reader("web", child_read).unwrap();
+        output
+            .spawn_reader("web", child_read, Box::new(|| {}))
+            .unwrap();
         File::from(child_write)
             .write_all(b"hello\r\nno newline")
             .unwrap();
@@ -1263,7 +1268,9 @@ mod tests {
         let (output, out, _err) = output_to_pipes(PLAIN);
         let collector = Collector::start(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        output.spawn_reader("web", child_read).unwrap();
+        output
+            .spawn_reader("web", child_read, Box::new(|| {}))
+            .unwrap();
         let long = "l".repeat(3000);
         let longer = "L".repeat(MAX_LINE + 5);
         File::from(child_write)
@@ -1286,7 +1293,7 @@ mod tests {
             .into_iter()
             .map(|name| {
                 let (read, write) = fd::pipe().unwrap();
-                output.spawn_reader(name, read).unwrap();
+                output.spawn_reader(name, read, Box::new(|| {})).unwrap();
                 // Odd-sized writes, so lines arrive cut at every place.
                 let text = format!("{name}{}\n", name.repeat(77)).repeat(lines);
                 thread::spawn(move || {
@@ -1316,7 +1323,9 @@ mod tests {
         let (output, out, _err) = output_to_pipes(PLAIN);
         drop(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        output.spawn_reader("web", child_read).unwrap();
+        output
+            .spawn_reader("web", child_read, Box::new(|| {}))
+            .unwrap();
         // Far more than a pipe holds: this only ends if the reader drains.
         let mut file = File::from(child_write);
         for _ in 0..1000 {
@@ -1335,7 +1344,7 @@ mod tests {
         let (output, out, _err) = output_to_pipes(PLAIN);
         let collector = Collector::start(out);
         let (child_read, child_write) = fd::pipe().unwrap();
-        output.spawn_copier(child_read).unwrap();
+        output.spawn_copier(child_read, Box::new(|| {})).unwrap();
         let bytes: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
         File::from(child_write).write_all(&bytes).unwrap();
         drop(output);
@@ -1377,7 +1386,9 @@ mod tests {
     fn a_stdout_nobody_reads_blocks_readers_but_never_herd_lines() {
         let (output, out, _err) = output_to_pipes(PLAIN);
         let (child_read, child_write) = fd::pipe().unwrap();
-        output.spawn_reader("c", child_read).unwrap();
+        output
+            .spawn_reader("c", child_read, Box::new(|| {}))
+            .unwrap();
         // 16 MB of numbered lines: far more than the queue and pipes hold.
         let child_lines = 200_000;
         let child_line = |i: usize| format!("{i:07} {}", "x".repeat(71));
@@ -1462,8 +1473,10 @@ mod tests {
         let collector = Collector::start(out);
         let (web_read, web_write) = fd::pipe().unwrap();
         let (db_read, db_write) = fd::pipe().unwrap();
-        let web = output.spawn_reader("web", web_read).unwrap();
-        output.spawn_reader("db", db_read).unwrap();
+        let web = output
+            .spawn_reader("web", web_read, Box::new(|| {}))
+            .unwrap();
+        output.spawn_reader("db", db_read, Box::new(|| {})).unwrap();
         let (mut web_write, mut db_write) = (File::from(web_write), File::from(db_write));
         web_write.write_all(b"one\n").unwrap();
         collector.text_ending("web    | one\n");
@@ -1486,7 +1499,9 @@ mod tests {
         let (output, out, _err) = output_to_pipes(PLAIN);
         let collector = Collector::start(out);
         let (web_read, web_write) = fd::pipe().unwrap();
-        let web = output.spawn_reader("web", web_read).unwrap();
+        let web = output
+            .spawn_reader("web", web_read, Box::new(|| {}))
+            .unwrap();
         let wait = Duration::from_millis(200);
         let queued = Instant::now();
         output.herd_line_after("web exited with code 0", web, wait);
@@ -1522,7 +1537,9 @@ mod tests {
         Output::with_fds(PLAIN, io::stdout(), io::stderr()).drain(DEADLINE * 100);
         let (output, out, _err) = output_to_pipes(PLAIN);
         let (child_read, child_write) = fd::pipe().unwrap();
-        output.spawn_reader("web", child_read).unwrap();
+        output
+            .spawn_reader("web", child_read, Box::new(|| {}))
+            .unwrap();
         output.herd_line("web started");
         File::from(child_write).write_all(b"hi\n").unwrap();
         let start = Instant::now();
