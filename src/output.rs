@@ -299,8 +299,8 @@ impl Output {
 
     /// Queues a herd line like `herd_line`, to be written after the last
     /// output of `reader` (once the writer has taken its end of file), or
-    /// once `wait` has passed, whichever comes first. herd's lines queued
-    /// after it wait behind it; the readers' lines do not.
+    /// once `wait` has passed, whichever comes first. Never waits. What is
+    /// queued after it waits behind it, but for `reader`'s own lines.
     pub fn herd_line_after(&self, text: &str, reader: ReaderId, wait: Duration) {
         let after = After {
             reader,
@@ -408,7 +408,7 @@ impl Shared {
         }
     }
 
-    /// Starts the writer thread, which `wake_writer` has marked as started.
+    /// Starts the writer thread, which the caller has marked as started.
     /// On a failure it is marked as not started again, and what is queued
     /// waits for the next try.
     fn start_writer(self: &Arc<Self>) -> io::Result<()> {
@@ -452,7 +452,8 @@ impl Shared {
         let bytes = self.format_own(dest, text);
         let mut queue = self.lock();
         if queue.own_bytes.saturating_add(bytes.len()) > OWN_QUEUE {
-            *queue.dropped(dest) += 1;
+            let dropped = queue.dropped(dest);
+            *dropped = dropped.saturating_add(1);
         } else {
             // The count of what was dropped goes where the dropped lines
             // would have been, before this one.

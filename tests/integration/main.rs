@@ -3,5 +3,6 @@
 
 mod control;
 mod group;
+mod output;
 mod run;
 mod util;
