@@ -303,8 +303,8 @@ impl Output {
 
     /// Queues a herd line like `herd_line`, to be written after the last
     /// output of `reader` (once the writer has taken its end of file), or
-    /// once `wait` has passed, whichever comes first. herd's lines queued
-    /// after it wait behind it; the readers' lines do not.
+    /// once `wait` has passed, whichever comes first. Never waits. What is
+    /// queued after it waits behind it, but for `reader`'s own lines.
     pub fn herd_line_after(&self, text: &str, reader: ReaderId, wait: Duration) {
         let after = After {
             reader,
@@ -407,7 +407,7 @@ impl Shared {
         }
     }
 
-    /// Starts the writer thread, which `wake_writer` has marked as started.
+    /// Starts the writer thread, which the caller has marked as started.
     /// On a failure it is marked as not started again, and what is queued
     /// waits for the next try.
     fn start_writer(self: &Arc<Self>) -> io::Result<()> {
@@ -451,7 +451,8 @@ impl Shared {
         let bytes = self.format_own(dest, text);
         let mut queue = self.lock();
         if queue.own_bytes.saturating_add(bytes.len()) > OWN_QUEUE {
-            *queue.dropped(dest) += 1;
+            let dropped = queue.dropped(dest);
+            *dropped = dropped.saturating_add(1);
         } else {
             // The count of what was dropped goes where the dropped lines
             // would have been, before this one.
@@ -725,21 +726,29 @@ impl Shared {
     }
 
     /// Moves into `round` what the queue holds, up to about `ROUND` bytes, in
-    /// the order it came; but herd's lines wait behind one that waits for a
-    /// reader, while the readers' batches go on.
+    /// the order it came. A line that waits for a reader's last output holds
+    /// back everything that came after it but that reader's batches, so that
+    /// what the other processes printed after it (in answer to a stop that
+    /// followed, say) does not come before it.
     fn take_round(&self, queue: &mut Queue, round: &mut Vec<Piece>, now: Instant) {
         let mut taken = 0;
         while taken < ROUND {
-            let own_ready = queue
-                .own
-                .front()
-                .filter(|own| own.is_ready(&queue.live, now))
-                .map(|own| own.seq);
-            let chunk_seq = queue.chunks.front().map(|chunk| chunk.seq);
-            let own_first = match (own_ready, chunk_seq) {
-                (Some(own), Some(chunk)) => own < chunk,
-                (Some(_), None) => true,
-                (None, _) => false,
+            let own = queue.own.front();
+            let held_back_by = own
+                .filter(|own| !own.is_ready(&queue.live, now))
+                .and_then(|own| Some((own.seq, own.after?.reader)));
+            let next_chunk = match held_back_by {
+                Some((seq, reader)) => queue
+                    .chunks
+                    .iter()
+                    .position(|chunk| chunk.seq < seq || chunk.reader == reader),
+                None => (!queue.chunks.is_empty()).then_some(0),
+            };
+            let chunk_seq = next_chunk.and_then(|at| Some(queue.chunks.get(at)?.seq));
+            let own_first = match (own, held_back_by, chunk_seq) {
+                (Some(own), None, Some(chunk)) => own.seq < chunk,
+                (Some(_), None, None) => true,
+                _ => false,
             };
             if own_first {
                 let Some(own) = queue.own.pop_front() else {
@@ -751,7 +760,7 @@ impl Shared {
                     dest: own.dest,
                     bytes: own.bytes,
                 });
-            } else if let Some(chunk) = queue.chunks.pop_front() {
+            } else if let Some(chunk) = next_chunk.and_then(|at| queue.chunks.remove(at)) {
                 match chunk.bytes {
                     Some(bytes) => {
                         queue.chunk_bytes -= bytes.len();
@@ -1467,6 +1476,21 @@ mod tests {
         assert!(dropped > 0, "none of herd's lines was dropped");
     }
 
+    /// Waits until the writer holds a batch of `reader` back.
+    fn wait_until_held_back(output: &Output, reader: ReaderId) {
+        let until = Instant::now() + DEADLINE;
+        while !output
+            .shared()
+            .lock()
+            .chunks
+            .iter()
+            .any(|c| c.reader == reader)
+        {
+            assert!(Instant::now() < until, "no batch of {reader:?} held back");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn an_exit_line_waits_for_the_last_output_of_its_reader() {
         let (output, out, _err) = output_to_pipes(PLAIN);
@@ -1476,22 +1500,29 @@ mod tests {
         let web = output
             .spawn_reader("web", web_read, Box::new(|| {}))
             .unwrap();
-        output.spawn_reader("db", db_read, Box::new(|| {})).unwrap();
+        let db = output.spawn_reader("db", db_read, Box::new(|| {})).unwrap();
         let (mut web_write, mut db_write) = (File::from(web_write), File::from(db_write));
         web_write.write_all(b"one\n").unwrap();
-        collector.text_ending("web    | one\n");
+        db_write.write_all(b"before\n").unwrap();
+        let (one, before) = ("web    | one\n", "db     | before\n");
+        let both = one.len() + before.len();
+        collector.wait_for("both lines", |read, _| read.len() == both);
         output.herd_line_after("web exited with code 1", web, DEADLINE);
         output.herd_line("stopping db");
-        db_write.write_all(b"still here\n").unwrap();
-        // The other reader's lines go on while herd's wait.
-        collector.text_ending("db     | still here\n");
+        // What came after the exit line waits behind it, but for web's own
+        // lines, which it waits for.
+        db_write.write_all(b"stopping\n").unwrap();
+        wait_until_held_back(&output, db);
         web_write.write_all(b"two\n").unwrap();
         drop(web_write);
-        let expected = "web    | one\ndb     | still here\nweb    | two\n\
-                        herd   | web exited with code 1\nherd   | stopping db\n";
-        assert_eq!(collector.text_ending("herd   | stopping db\n"), expected);
+        let text = collector.text_ending("db     | stopping\n");
+        let (first, rest) = text.split_at(both);
+        assert!(first == one.to_owned() + before || first == before.to_owned() + one);
+        let expected = "web    | two\nherd   | web exited with code 1\n\
+                        herd   | stopping db\ndb     | stopping\n";
+        assert_eq!(rest, expected);
         drop((db_write, output));
-        assert_eq!(collector.text_until_eof(), expected);
+        assert_eq!(collector.text_until_eof(), text);
     }
 
     #[test]

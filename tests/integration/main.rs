@@ -5,5 +5,6 @@ mod control;
 mod group;
 mod input;
 mod loop_faults;
+mod output;
 mod run;
 mod util;
