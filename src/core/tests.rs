@@ -190,6 +190,14 @@ impl Sim {
         all
     }
 
+    /// The instance dies of the TERM herd sent it.
+    fn terminated(&mut self, id: InstanceId) -> Vec<Effect> {
+        self.obey(&[Effect::Signal {
+            to: Target::Group(id),
+            signal: TERM,
+        }])
+    }
+
     fn control(&mut self, command: Command) -> Answer {
         let effects = self.feed(Input::Control { client: 7, command });
         effects
@@ -838,8 +846,7 @@ fn stopping_one_unit_keeps_the_group_and_start_brings_it_back() {
         sim.control(Command::StopProcess("web".into())),
         Answer::Ok(vec![])
     );
-    let effects = sim.log.iter().map(clone_effect).collect::<Vec<_>>();
-    sim.obey(&effects[effects.len().saturating_sub(3)..]);
+    sim.terminated(1);
     assert_eq!(sim.state("web"), "stopped");
     assert!(sim.table.outcome().is_none());
     assert_eq!(
@@ -858,11 +865,7 @@ fn restart_gives_a_new_instance_and_counts_it() {
     let mut sim = Sim::group(vec![spec("web")]);
     let before = sim.id("web");
     sim.control(Command::Restart("web".into()));
-    let term = Effect::Signal {
-        to: Target::Group(before),
-        signal: TERM,
-    };
-    sim.obey(&[term]);
+    sim.terminated(before);
     assert_ne!(sim.id("web"), before);
     assert_eq!(sim.unit("web").restarts, 1);
     assert_eq!(sim.state("web"), "running");
@@ -872,11 +875,7 @@ fn restart_gives_a_new_instance_and_counts_it() {
 fn restart_of_a_stopped_unit_starts_it() {
     let mut sim = Sim::group(vec![spec("web"), spec("other")]);
     sim.control(Command::StopProcess("web".into()));
-    let term = Effect::Signal {
-        to: Target::Group(1),
-        signal: TERM,
-    };
-    sim.obey(&[term]);
+    sim.terminated(1);
     sim.control(Command::Restart("web".into()));
     assert_eq!(sim.state("web"), "running");
 }

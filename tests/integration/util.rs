@@ -129,7 +129,15 @@ impl Running {
     /// Waits for a stdout line containing `needle` (lines from several
     /// processes may come in any order: earlier ones are kept); returns it.
     pub fn expect_line(&mut self, needle: &str) -> String {
-        if let Some(at) = self.unmatched.iter().position(|l| l.contains(needle)) {
+        self.expect_matching(&format!("a line with {needle:?}"), |line| {
+            line.contains(needle)
+        })
+    }
+
+    /// Waits for the first stdout line (kept ones included) that `matches`;
+    /// `wanted` says what it would be, for the failure message.
+    fn expect_matching(&mut self, wanted: &str, matches: impl Fn(&str) -> bool) -> String {
+        if let Some(at) = self.unmatched.iter().position(|l| matches(l)) {
             return self.unmatched.remove(at);
         }
         let until = Instant::now() + DEADLINE;
@@ -138,22 +146,16 @@ impl Running {
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.contains(needle) {
+                    if matches(&line) {
                         return line;
                     }
                     self.unmatched.push(line);
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no line with {needle:?} within {DEADLINE:?}\n{}",
-                        self.story()
-                    )
+                    panic!("no {wanted} within {DEADLINE:?}\n{}", self.story())
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "stdout closed before a line with {needle:?}\n{}",
-                        self.story()
-                    )
+                    panic!("stdout closed before {wanted}\n{}", self.story())
                 }
             }
         }
@@ -428,31 +430,9 @@ impl Running {
     /// that matched none are kept, as `expect_line` keeps them); returns it.
     /// `what` says what the line would show, for the failure message.
     pub fn expect_any(&mut self, what: &str, needles: &[&str]) -> String {
-        let matches = |line: &String| needles.iter().any(|n| line.contains(n));
-        if let Some(at) = self.unmatched.iter().position(matches) {
-            return self.unmatched.remove(at);
-        }
-        let until = Instant::now() + DEADLINE;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        return line;
-                    }
-                    self.unmatched.push(line);
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{what}: no line with any of {needles:?} within {DEADLINE:?}\n{}",
-                    self.story()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{what}: stdout closed before a line with any of {needles:?}\n{}",
-                    self.story()
-                ),
-            }
-        }
+        self.expect_matching(&format!("{what}: a line with any of {needles:?}"), |line| {
+            needles.iter().any(|n| line.contains(n))
+        })
     }
 }
 
