@@ -12,16 +12,29 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 /// The protocol version `hello` carries.
 pub const VERSION: &str = "1";
 
-/// A client that sends nothing for this long is disconnected. Its thread is
-/// its own, so until then it holds up nobody else.
+/// A client that sends nothing for this long, or takes no reply bytes for
+/// this long, is disconnected. Its thread is its own, so until then it holds
+/// up nobody else.
 const IDLE_CLIENT: Duration = Duration::from_secs(10);
+
+/// At most this many connections are served at once, each with a thread
+/// and an fd; one more is told so and closed at once. With herd's other fds
+/// this stays far below the usual limit of 1024 fds, so clients can never
+/// take the fds that starting a process needs.
+const MAX_CLIENTS: usize = 64;
+
+/// How long accepting waits after a failure other than an interruption:
+/// out of fds, the pending connection stays, and so would the failure.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a client says when the supervisor closed the connection unasked.
 pub const CLOSED: &str = "it closed the connection";
@@ -79,7 +92,7 @@ impl Command {
 }
 
 /// Listens on the state directory's socket (mode 0600) and serves every
-/// connection on a thread of its own.
+/// connection on a thread of its own, [`MAX_CLIENTS`] at most.
 pub fn serve(paths: &StatePaths, events: SyncSender<Event>) -> Result<(), Failure> {
     let doing = || format!("listening on {}", paths.socket.display());
     let _ = fs::remove_file(&paths.socket);
@@ -94,18 +107,71 @@ pub fn serve(paths: &StatePaths, events: SyncSender<Event>) -> Result<(), Failur
     thread::Builder::new()
         .name("control".into())
         .stack_size(64 * 1024)
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let events = events.clone();
-                let hello = hello.clone();
-                let _ = thread::Builder::new()
-                    .name("connection".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || serve_connection(stream, &events, &hello));
-            }
-        })
+        .spawn(move || accept_forever(&listener, &events, &hello))
         .map_err(|e| Failure::io(doing(), &e))?;
     Ok(())
+}
+
+fn accept_forever(listener: &UnixListener, events: &SyncSender<Event>, hello: &[u8]) {
+    let served = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {
+                continue
+            }
+            // Out of fds (EMFILE, ENFILE) or memory: the connection stays in
+            // the backlog, and accepting again at once would fail the same
+            // way, forever, at full speed. Clients that end free fds.
+            Err(_) => {
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(&served) else {
+            refuse(stream, &format!("too many connections ({MAX_CLIENTS})"));
+            continue;
+        };
+        let events = events.clone();
+        let hello = hello.to_vec();
+        // A thread that cannot be started drops the connection and the slot.
+        let _ = thread::Builder::new()
+            .name("connection".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                serve_connection(stream, &events, &hello);
+                drop(slot);
+            });
+    }
+}
+
+/// One of the [`MAX_CLIENTS`] connections served at once, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(served: &Arc<AtomicUsize>) -> Option<Slot> {
+        served
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CLIENTS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(served)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells a client why it is not served and closes the connection, on the
+/// accept thread: the frame is small enough for the new socket's empty
+/// buffer, and non-blocking makes sure a write never waits.
+fn refuse(mut stream: UnixStream, why: &str) {
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = write_frame(&mut stream, kind::ERROR, &error_body(why));
+    }
 }
 
 fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &[u8]) {
@@ -113,10 +179,14 @@ fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &
     match sys::peer_uid(&stream) {
         Ok(uid) if uid == own || uid == 0 => {}
         _ => {
+            let _ = stream.set_write_timeout(Some(IDLE_CLIENT));
             let _ = write_frame(&mut stream, kind::ERROR, &error_body("permission denied"));
             return;
         }
     }
+    // A client that stops reading its replies must not keep its thread, and
+    // its slot, forever.
+    let _ = stream.set_write_timeout(Some(IDLE_CLIENT));
     let _ = stream.set_read_timeout(Some(IDLE_CLIENT));
     let mut decoder = Decoder::new();
     let mut greeted = false;
@@ -124,7 +194,8 @@ fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &
     loop {
         let frame = match decoder.next_frame() {
             Ok(Some(frame)) => frame,
-            Ok(None) => match stream.read(&mut buffer) {
+            Ok(None) => match read_retrying(&mut stream, &mut buffer) {
+                // The end, an error, or IDLE_CLIENT without a byte.
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     decoder.feed(&buffer[..n]);
@@ -149,6 +220,17 @@ fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &
         };
         if write_frame(&mut stream, reply_kind, &body).is_err() || !greeted {
             return;
+        }
+    }
+}
+
+/// `read`, again after EINTR: a read with a timeout is interrupted (not
+/// restarted) when the process is stopped and continued, Ctrl-Z and `fg`.
+fn read_retrying(stream: &mut UnixStream, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buffer) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }

@@ -1,0 +1,291 @@
+//! The control socket and the state directory under faults: too many
+//! clients, too few fds, a stopped supervisor, racing commands, a state
+//! directory that was there before herd.
+
+use crate::util::*;
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A state directory `g` in a temporary directory of its own. Everything a
+/// test starts carries `marker` in its environment; on drop whatever still
+/// carries it is SIGKILLed with its tree.
+struct Group {
+    dir: PathBuf,
+    marker: String,
+    /// Holds `dir`; removed on drop.
+    _tmp: TempDir,
+}
+
+impl Group {
+    fn new(tag: &str) -> Group {
+        let tmp = TempDir::new(&format!("faults-{tag}"));
+        let dir = tmp.join("g");
+        let marker = format!("HERD_FAULTS_TEST={}", dir.display());
+        Group {
+            dir,
+            marker,
+            _tmp: tmp,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `PREFIX... herd start --state-dir DIR -c web='exec sleep 1000'`,
+    /// where PREFIX runs herd (prlimit, say).
+    fn start_command(&self, prefix: &[&str]) -> Command {
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(herd_path());
+                command
+            }
+            None => herd(),
+        };
+        let (key, value) = self.marker.split_once('=').unwrap();
+        command
+            .env(key, value)
+            .args(["start", "--settle", "0", "--state-dir"])
+            .arg(&self.dir)
+            .args(["-c", "web=exec sleep 1000"]);
+        command
+    }
+
+    /// Starts the group, which must succeed; returns the supervisor's pid.
+    fn started(&self, prefix: &[&str]) -> u32 {
+        let outcome = run_to_end(&mut self.start_command(prefix));
+        self.check(&outcome, outcome.code() == 0, "herd start failed");
+        self.supervisor()
+    }
+
+    /// `herd ARGS --state-dir DIR`.
+    fn client(&self, args: &[&str]) -> Command {
+        let mut command = herd();
+        command.args(args).arg("--state-dir").arg(&self.dir);
+        command
+    }
+
+    fn ask(&self, args: &[&str]) -> Outcome {
+        run_to_end(&mut self.client(args))
+    }
+
+    fn supervisor(&self) -> u32 {
+        let pid = fs::read_to_string(self.path("pid"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in the pid file\n{}", self.story()));
+        self.ensure(is_alive(pid), &format!("supervisor {pid} is not alive"));
+        pid
+    }
+
+    fn connect(&self) -> UnixStream {
+        let stream = UnixStream::connect(self.path("control.sock"))
+            .unwrap_or_else(|e| panic!("connecting to control.sock: {e}\n{}", self.story()));
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
+    }
+
+    /// Asks `herd status` until it exits 0; returns how many times it asked.
+    fn wait_for_status(&self, what: &str) -> usize {
+        let until = Instant::now() + DEADLINE;
+        let mut asked = 0;
+        loop {
+            let outcome = self.ask(&["status"]);
+            asked += 1;
+            if outcome.code() == 0 {
+                return asked;
+            }
+            if Instant::now() > until {
+                self.check(&outcome, false, &format!("waited {DEADLINE:?} for {what}"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the group, which must end.
+    fn stop(&self) {
+        let supervisor = self.supervisor();
+        let outcome = self.ask(&["stop"]);
+        self.check(&outcome, outcome.code() == 0, "herd stop failed");
+        self.ensure(!is_alive(supervisor), "the supervisor outlived herd stop");
+    }
+
+    fn story(&self) -> String {
+        let files: Vec<String> = fs::read_dir(&self.dir)
+            .map(|listing| {
+                listing
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let log = fs::read_to_string(self.path("log")).unwrap_or_else(|e| format!("({e})"));
+        format!(
+            "state dir {}: {files:?}\nprocesses left: {:?}\nlog:\n{log}",
+            self.dir.display(),
+            processes_with_env(&self.marker)
+        )
+    }
+
+    fn ensure(&self, ok: bool, what: &str) {
+        assert!(ok, "{what}\n{}", self.story());
+    }
+
+    fn check(&self, outcome: &Outcome, ok: bool, what: &str) {
+        outcome.check(ok, &format!("{what}\n{}", self.story()));
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for pid in processes_with_env(&self.marker) {
+            // A supervisor a test stopped must go on to die.
+            send_signal_quietly(pid, "CONT");
+            kill_with_tree(pid);
+        }
+    }
+}
+
+fn send_signal_quietly(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut bytes = u32::try_from(body.len() + 1)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    bytes.push(kind);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+const HELLO: u8 = 1;
+const REQUEST: u8 = 2;
+const OK: u8 = 16;
+const ERROR: u8 = 17;
+
+/// One frame: kind and body. `None`: the supervisor closed the connection.
+fn read_frame(stream: &mut UnixStream) -> Option<(u8, String)> {
+    let mut prefix = [0u8; 4];
+    match stream.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+        Err(e) => panic!("no frame from the supervisor within {DEADLINE:?}: {e}"),
+    }
+    let length = u32::from_be_bytes(prefix) as usize;
+    assert!((1..=1 << 20).contains(&length), "a reply of {length} bytes");
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).expect("a whole reply");
+    Some((
+        payload[0],
+        String::from_utf8_lossy(&payload[1..]).into_owned(),
+    ))
+}
+
+/// The CPU time `pid` has used (all its threads, user and system), in
+/// clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .expect("a stat line")
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; the rest starts at field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// How many fds `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |listing| listing.count())
+}
+
+/// Far below what an accept loop spinning on the same error burns in the
+/// windows measured here (one tick is 10 ms on Linux), far above what a
+/// supervisor that sleeps in its loops needs.
+const IDLE_TICKS: u64 = 20;
+
+#[test]
+fn hundreds_of_idle_connections_neither_exhaust_fds_nor_lock_out_status() {
+    let group = Group::new("manyclients");
+    // 200 fds: without a cap on connections, 300 idle clients take them all.
+    let supervisor = group.started(&["prlimit", "--nofile=200:200"]);
+    let mut streams: Vec<UnixStream> = (0..300).map(|_| group.connect()).collect();
+    // The first 64 are served; each one after them is told why and closed
+    // at once, in the order they came.
+    for (index, stream) in streams.iter_mut().enumerate().skip(64) {
+        let reply = read_frame(stream);
+        group.ensure(
+            reply == Some((ERROR, "error=too many connections (64)\n".into())),
+            &format!("connection {index}: {reply:?}"),
+        );
+        let after = read_frame(stream);
+        group.ensure(after.is_none(), &format!("connection {index} stayed open"));
+    }
+    let before = cpu_ticks(supervisor);
+    // Status is refused too until the idle ones have been dropped (after
+    // 10 s), then answers.
+    group.wait_for_status("status to answer past 300 idle connections");
+    group.wait_for_status("status to answer a second time");
+    let used = cpu_ticks(supervisor) - before;
+    group.ensure(
+        used < IDLE_TICKS,
+        &format!("the supervisor used {used} ticks of CPU while clients idled"),
+    );
+    // The 64 were dropped for idling, without a reply.
+    for (index, stream) in streams.iter_mut().enumerate().take(64) {
+        let reply = read_frame(stream);
+        group.ensure(reply.is_none(), &format!("connection {index}: {reply:?}"));
+    }
+    group.ensure(
+        open_fds(supervisor) < 64,
+        &format!("the supervisor still has {} fds", open_fds(supervisor)),
+    );
+    group.stop();
+}
+
+#[test]
+fn a_stopped_and_continued_supervisor_keeps_its_idle_connections() {
+    let group = Group::new("eintr");
+    let supervisor = group.started(&[]);
+    let mut stream = group.connect();
+    stream.write_all(&frame(HELLO, b"version=1\n")).unwrap();
+    let reply = read_frame(&mut stream);
+    group.ensure(matches!(reply, Some((HELLO, _))), &format!("{reply:?}"));
+    // A stop and a continue interrupt a read that has a timeout (EINTR).
+    send_signal(supervisor, "STOP");
+    wait_until(
+        "the supervisor to stop",
+        || process_state(supervisor) == Some('T'),
+        || group.story(),
+    );
+    send_signal(supervisor, "CONT");
+    wait_until(
+        "the supervisor to continue",
+        || process_state(supervisor) != Some('T'),
+        || group.story(),
+    );
+    stream
+        .write_all(&frame(REQUEST, b"command=status\n"))
+        .unwrap();
+    let reply = read_frame(&mut stream);
+    group.ensure(
+        matches!(&reply, Some((OK, body)) if body.starts_with("processes=1\n")),
+        &format!("status on the same connection after SIGSTOP, SIGCONT: {reply:?}"),
+    );
+    drop(stream);
+    group.stop();
+}
