@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The protocol version `hello` carries.
 pub const VERSION: &str = "1";
@@ -39,8 +39,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// What a client says when the supervisor closed the connection unasked.
 pub const CLOSED: &str = "it closed the connection";
 
-/// How long a client waits for any one reply.
-const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
+/// What a client says when the supervisor did not answer in time.
+pub const NO_ANSWER: &str = "it did not answer in time";
 
 /// What a client asks the supervisor loop to do.
 #[derive(Debug, PartialEq)]
@@ -190,6 +190,7 @@ fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &
     let _ = stream.set_read_timeout(Some(IDLE_CLIENT));
     let mut decoder = Decoder::new();
     let mut greeted = false;
+    let mut replying = true;
     let mut buffer = [0u8; 8192];
     loop {
         let frame = match decoder.next_frame() {
@@ -218,7 +219,14 @@ fn serve_connection(mut stream: UnixStream, events: &SyncSender<Event>, hello: &
         } else {
             answer(frame, events)
         };
-        if write_frame(&mut stream, reply_kind, &body).is_err() || !greeted {
+        if replying && write_frame(&mut stream, reply_kind, &body).is_err() {
+            // The client has gone (or stopped reading, and a reply may be cut
+            // short): what it sent is still carried out, unanswered, so
+            // that a stop sent on the way out (`herd stop --timeout 0`)
+            // stops.
+            replying = false;
+        }
+        if !greeted {
             return;
         }
     }
@@ -348,16 +356,26 @@ pub fn status_fields(processes: &[ProcessStatus]) -> Vec<(String, String)> {
     fields
 }
 
-/// A connection to a running supervisor, greeted.
+/// A connection to a running supervisor. Every exchange on it ends by the
+/// deadline given to `connect`.
 pub struct Client {
     stream: UnixStream,
     decoder: Decoder,
+    /// When the supervisor's time to answer is up; `None`: never.
+    until: Option<Instant>,
+    /// Whether the supervisor's hello has been read.
+    greeted: bool,
 }
 
 impl Client {
-    /// Connects and exchanges `hello`. `Ok(None)`: nothing listens there.
-    pub fn connect(paths: &StatePaths) -> Result<Option<Client>, Failure> {
-        let stream = match UnixStream::connect(&paths.socket) {
+    /// Connects, giving the supervisor `patience` for this connection and
+    /// everything said on it. `Ok(None)`: nothing listens there. The hello
+    /// goes out with the first request, which so reaches the supervisor
+    /// even when no time is left to read its answer.
+    pub fn connect(paths: &StatePaths, patience: Duration) -> Result<Option<Client>, Failure> {
+        let until = Instant::now().checked_add(patience);
+        let doing = || format!("connecting to {}", paths.socket.display());
+        let stream = match sys::connect_with_timeout(&paths.socket, time_left(until)) {
             Ok(stream) => stream,
             Err(e)
                 if matches!(
@@ -367,21 +385,17 @@ impl Client {
             {
                 return Ok(None)
             }
-            Err(e) => {
-                return Err(Failure::io(
-                    format!("connecting to {}", paths.socket.display()),
-                    &e,
-                ))
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(Failure::new(doing(), NO_ANSWER))
             }
+            Err(e) => return Err(Failure::io(doing(), &e)),
         };
-        // A supervisor that never answers must not hang a script forever.
-        let _ = stream.set_read_timeout(Some(CLIENT_PATIENCE));
-        let mut client = Client {
+        Ok(Some(Client {
             stream,
             decoder: Decoder::new(),
-        };
-        client.exchange(kind::HELLO, &wire::encode_fields(&[("version", VERSION)]))?;
-        Ok(Some(client))
+            until,
+            greeted: false,
+        }))
     }
 
     /// Sends a request; returns the fields of an OK reply.
@@ -398,26 +412,54 @@ impl Client {
     }
 
     fn exchange(&mut self, kind: u8, body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
-        let failed = |e: &io::Error| Failure::io("talking to the supervisor", e);
+        let encoding =
+            |e: wire::WireError| Failure::new("talking to the supervisor", e.to_string());
+        let mut frames = Vec::new();
+        if !self.greeted {
+            let hello = wire::encode_fields(&[("version", VERSION)]);
+            frames = wire::encode(kind::HELLO, &hello).map_err(encoding)?;
+        }
+        frames.extend(wire::encode(kind, body).map_err(encoding)?);
         // A supervisor that refuses a client answers and closes at once: the
         // write may then fail, but its answer is waiting to be read.
-        let written = write_frame(&mut self.stream, kind, body);
+        let written = self.write_all(&frames);
+        if !self.greeted {
+            self.reply(&written)?;
+            self.greeted = true;
+        }
+        self.reply(&written)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.set_write_timeout(Some(time_left(self.until)))?;
+        // write_all retries EINTR.
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads the next reply: its fields if it is OK (or HELLO), its message
+    /// as the failure if it is an ERROR.
+    fn reply(&mut self, written: &io::Result<()>) -> Result<Vec<(String, String)>, Failure> {
+        let talking = "talking to the supervisor";
         let mut buffer = [0u8; 8192];
         let frame = loop {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => break frame,
                 Ok(None) => {}
-                Err(error) => {
-                    return Err(Failure::new("talking to the supervisor", error.to_string()))
-                }
+                Err(error) => return Err(Failure::new(talking, error.to_string())),
             }
-            match self.stream.read(&mut buffer) {
-                Ok(0) => {
-                    written.map_err(|e| failed(&e))?;
-                    return Err(Failure::new("talking to the supervisor", CLOSED));
+            let read = self
+                .stream
+                .set_read_timeout(Some(time_left(self.until)))
+                .and_then(|()| self.stream.read(&mut buffer));
+            match (read, written) {
+                (Ok(0), Err(e)) => return Err(failure_of(talking, e)),
+                (Ok(0), Ok(())) => return Err(Failure::new(talking, CLOSED)),
+                (Ok(n), _) => self.decoder.feed(&buffer[..n]),
+                (Err(e), _) if e.kind() == io::ErrorKind::Interrupted => {}
+                (Err(e), Err(first)) if e.kind() != io::ErrorKind::WouldBlock => {
+                    return Err(failure_of(talking, first))
                 }
-                Ok(n) => self.decoder.feed(&buffer[..n]),
-                Err(e) => return Err(failed(written.err().as_ref().unwrap_or(&e))),
+                (Err(e), _) => return Err(failure_of(talking, &e)),
             }
         };
         let fields = wire::parse_fields(frame.body)
@@ -430,5 +472,23 @@ impl Client {
                     .to_string(),
             )),
         }
+    }
+}
+
+/// A socket timeout from a deadline: what is left of it, but never zero,
+/// which a socket would take for no timeout at all.
+fn time_left(until: Option<Instant>) -> Duration {
+    until.map_or(Duration::MAX, |until| {
+        until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(1))
+    })
+}
+
+/// A socket timeout is the supervisor not answering in time.
+fn failure_of(doing: &str, error: &io::Error) -> Failure {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::new(doing, NO_ANSWER),
+        _ => Failure::io(doing, error),
     }
 }

@@ -249,9 +249,10 @@ pub fn liveness(paths: &StatePaths) -> Liveness {
 /// the supervisor's process ends), for at most `timeout`. Returns whether it
 /// is gone.
 pub fn wait_for_exit(paths: &StatePaths, timeout: Duration) -> bool {
-    let until = Instant::now() + timeout;
+    // A timeout past what an Instant can hold is no timeout.
+    let until = Instant::now().checked_add(timeout);
     while liveness(paths) != Liveness::NotRunning {
-        if Instant::now() >= until {
+        if until.is_some_and(|until| Instant::now() >= until) {
             return false;
         }
         std::thread::sleep(Duration::from_millis(5));

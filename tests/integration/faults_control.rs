@@ -289,3 +289,167 @@ fn a_stopped_and_continued_supervisor_keeps_its_idle_connections() {
     drop(stream);
     group.stop();
 }
+#[test]
+fn at_the_fd_limit_accept_backs_off_instead_of_spinning() {
+    let group = Group::new("fdlimit");
+    // Fewer fds than connections allowed: accept fails with EMFILE while
+    // connections wait in the backlog.
+    let supervisor = group.started(&["prlimit", "--nofile=40:40"]);
+    let streams: Vec<UnixStream> = (0..100).map(|_| group.connect()).collect();
+    wait_until(
+        "the supervisor to reach its fd limit",
+        || open_fds(supervisor) >= 40,
+        || group.story(),
+    );
+    let before = cpu_ticks(supervisor);
+    // A status waits in the backlog too, and gives up.
+    let outcome = group.ask(&["status", "--timeout", "2"]);
+    group.check(&outcome, outcome.code() == 4, "status at the fd limit");
+    let used = cpu_ticks(supervisor) - before;
+    group.ensure(
+        used < IDLE_TICKS,
+        &format!("the supervisor used {used} ticks of CPU at its fd limit"),
+    );
+    // Once the clients are gone, their fds are free and status answers.
+    drop(streams);
+    group.wait_for_status("status to answer once the clients left");
+    group.stop();
+}
+
+/// Stops `pid` with SIGSTOP and waits until it is stopped.
+fn freeze(group: &Group, pid: u32) {
+    send_signal(pid, "STOP");
+    wait_until(
+        "the supervisor to stop",
+        || process_state(pid) == Some('T'),
+        || group.story(),
+    );
+}
+
+/// What a client command said and how long it took from `since`.
+fn ended(running: Running, since: Instant) -> (Outcome, Duration) {
+    let outcome = running.finish();
+    (outcome, since.elapsed())
+}
+
+#[test]
+fn clients_of_a_supervisor_that_does_not_answer_honour_their_timeouts() {
+    let group = Group::new("noanswer");
+    let supervisor = group.started(&[]);
+    freeze(&group, supervisor);
+    let asked = Instant::now();
+    let stop = Running::start(&mut group.client(&["stop", "--timeout", "1"]));
+    let status = Running::start(&mut group.client(&["status"]));
+    let restart = Running::start(&mut group.client(&["restart", "web"]));
+
+    // Each gives up after its own time, far from the minute they all
+    // waited before; a little later is fine, earlier is not.
+    let (outcome, took) = ended(stop, asked);
+    group.check(&outcome, outcome.code() == 1, "stop --timeout 1");
+    group.check(
+        &outcome,
+        outcome.stderr == "herd: stop: g still running after 1s\n",
+        "stop's message",
+    );
+    group.check(
+        &outcome,
+        took >= Duration::from_secs(1) && took < Duration::from_secs(1 + 5),
+        &format!("stop --timeout 1 took {took:?}"),
+    );
+    let (outcome, took) = ended(status, asked);
+    group.check(&outcome, outcome.code() == 4, "status (LSB: unknown)");
+    group.check(
+        &outcome,
+        outcome.stderr
+            == format!(
+                "herd: status of g (pid {supervisor}): talking to the supervisor: \
+                 it did not answer within 5s\n"
+            ),
+        "status's message",
+    );
+    group.check(
+        &outcome,
+        took >= Duration::from_secs(5) && took < Duration::from_secs(5 + 5),
+        &format!("status took {took:?}"),
+    );
+    let (outcome, took) = ended(restart, asked);
+    group.check(&outcome, outcome.code() == 125, "restart");
+    group.check(
+        &outcome,
+        outcome.stderr == "herd: talking to the supervisor: it did not answer within 10s\n",
+        "restart's message",
+    );
+    group.check(
+        &outcome,
+        took >= Duration::from_secs(10) && took < Duration::from_secs(10 + 5),
+        &format!("restart took {took:?}"),
+    );
+
+    // The stop that timed out had reached the supervisor: it goes on.
+    send_signal(supervisor, "CONT");
+    wait_until(
+        "the supervisor to carry out the stop",
+        || !is_alive(supervisor),
+        || group.story(),
+    );
+    let outcome = group.ask(&["status"]);
+    group.check(&outcome, outcome.code() == 3, "status after the stop");
+}
+
+#[test]
+fn a_client_facing_a_full_backlog_honours_its_timeout() {
+    let group = Group::new("backlog");
+    fs::create_dir_all(&group.dir).unwrap();
+    // A supervisor stuck for good, as a client sees it: the pid file
+    // locked, and a socket that accepts nobody, its backlog full.
+    let stuck = "import fcntl, os, socket, sys, time\n\
+        path, pid = sys.argv[1], sys.argv[2]\n\
+        lock = open(pid, 'w')\n\
+        fcntl.flock(lock, fcntl.LOCK_EX)\n\
+        lock.write('%d\\n' % os.getpid()); lock.flush()\n\
+        server = socket.socket(socket.AF_UNIX); server.bind(path); server.listen(0)\n\
+        held = []\n\
+        while True:\n\
+        \x20   client = socket.socket(socket.AF_UNIX); client.setblocking(False)\n\
+        \x20   try: client.connect(path)\n\
+        \x20   except BlockingIOError: break\n\
+        \x20   held.append(client)\n\
+        print('full', flush=True)\n\
+        time.sleep(1000)\n";
+    let (key, value) = group.marker.split_once('=').unwrap();
+    let mut holder = Running::start(
+        Command::new("python3")
+            .env(key, value)
+            .args(["-c", stuck])
+            .arg(group.path("control.sock"))
+            .arg(group.path("pid")),
+    );
+    holder.expect_line("full");
+
+    let asked = Instant::now();
+    let outcome = group.ask(&["status", "--timeout", "1"]);
+    let took = asked.elapsed();
+    group.check(&outcome, outcome.code() == 4, "status (LSB: unknown)");
+    group.check(
+        &outcome,
+        outcome.stderr
+            == format!(
+                "herd: status of g (pid {}): connecting to {}: it did not answer within 1s\n",
+                holder.pid(),
+                group.path("control.sock").display()
+            ),
+        "status's message",
+    );
+    group.check(
+        &outcome,
+        took < Duration::from_secs(1 + 5),
+        &format!("status took {took:?}"),
+    );
+    let outcome = group.ask(&["stop", "--timeout", "1"]);
+    group.check(&outcome, outcome.code() == 1, "stop --timeout 1");
+    group.check(
+        &outcome,
+        outcome.stderr == "herd: stop: g still running after 1s\n",
+        "stop's message",
+    );
+}
