@@ -127,7 +127,7 @@ impl PidLock {
                 .mode(0o644)
                 .open(&paths.pid)
                 .map_err(|e| Failure::io(doing(), &e))?;
-            if !sys::try_lock_exclusive(&file).map_err(|e| Failure::io(doing(), &e))? {
+            if !lock_patiently(&file).map_err(|e| Failure::io(doing(), &e))? {
                 return Err(already_running(paths, &file));
             }
             // A supervisor that was exiting may have unlinked the file we
@@ -180,6 +180,29 @@ impl PidLock {
             }
             let _ = fs::remove_dir(dir);
         }
+    }
+}
+
+/// How long a start keeps trying to lock the pid file before it says that
+/// a herd is running: `herd status` and `herd stop` take a shared lock on
+/// it for a moment, to see whether anyone holds one, and a start that met
+/// one of them would otherwise fail now and then.
+const LOCK_PATIENCE: Duration = Duration::from_millis(50);
+
+/// How long a start waits between two tries; a tester's lock lasts a few
+/// microseconds.
+const LOCK_RETRY: Duration = Duration::from_millis(2);
+
+fn lock_patiently(file: &File) -> std::io::Result<bool> {
+    let until = Instant::now() + LOCK_PATIENCE;
+    loop {
+        if sys::try_lock_exclusive(file)? {
+            return Ok(true);
+        }
+        if Instant::now() >= until {
+            return Ok(false);
+        }
+        std::thread::sleep(LOCK_RETRY);
     }
 }
 

@@ -7,7 +7,9 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -113,7 +115,12 @@ impl Group {
         let supervisor = self.supervisor();
         let outcome = self.ask(&["stop"]);
         self.check(&outcome, outcome.code() == 0, "herd stop failed");
-        self.ensure(!is_alive(supervisor), "the supervisor outlived herd stop");
+        // Its lock goes as its fds close, a moment before it is a zombie.
+        wait_until(
+            "the supervisor to end after herd stop",
+            || !is_alive(supervisor),
+            || self.story(),
+        );
     }
 
     fn story(&self) -> String {
@@ -156,7 +163,7 @@ fn send_signal_quietly(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
-        .stderr(std::process::Stdio::null())
+        .stderr(Stdio::null())
         .status();
 }
 
@@ -452,4 +459,69 @@ fn a_client_facing_a_full_backlog_honours_its_timeout() {
         outcome.stderr == "herd: stop: g still running after 1s\n",
         "stop's message",
     );
+}
+
+/// Sets its flag on drop, so that helper threads end with a failing test.
+struct Done(Arc<AtomicBool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_start_racing_status_on_a_stale_pid_file_never_says_already_running() {
+    let group = Group::new("lockrace");
+    let done = Done(Arc::new(AtomicBool::new(false)));
+    // Each status takes a shared lock on the pid file for a moment, to see
+    // whether a supervisor holds it.
+    let testers: Vec<_> = (0..2)
+        .map(|_| {
+            let done = Arc::clone(&done.0);
+            let mut status = group.client(&["status"]);
+            status.stdout(Stdio::null()).stderr(Stdio::null());
+            thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let _ = status.status();
+                }
+            })
+        })
+        .collect();
+    // And what they do, as fast as a loop can: only a handful of statuses
+    // would be needed to meet a start by chance.
+    fs::create_dir_all(&group.dir).unwrap();
+    let tester = "import fcntl, sys\n\
+        print('testing', flush=True)\n\
+        while True:\n\
+        \x20   try:\n\
+        \x20       with open(sys.argv[1]) as pid:\n\
+        \x20           fcntl.flock(pid, fcntl.LOCK_SH | fcntl.LOCK_NB)\n\
+        \x20           fcntl.flock(pid, fcntl.LOCK_UN)\n\
+        \x20   except OSError:\n\
+        \x20       pass\n";
+    let (key, value) = group.marker.split_once('=').unwrap();
+    let mut fast = Running::start(
+        Command::new("python3")
+            .env(key, value)
+            .args(["-c", tester])
+            .arg(group.path("pid")),
+    );
+    fast.expect_line("testing");
+    for cycle in 0..40 {
+        // What a herd killed with SIGKILL leaves: a pid file nobody locks.
+        fs::create_dir_all(&group.dir).unwrap();
+        fs::write(group.path("pid"), "999999\n").unwrap();
+        let outcome = run_to_end(&mut group.start_command(&[]));
+        group.check(
+            &outcome,
+            outcome.code() == 0,
+            &format!("start {cycle} on a stale pid file, with status running"),
+        );
+        group.stop();
+    }
+    drop(done);
+    for tester in testers {
+        tester.join().unwrap();
+    }
 }
