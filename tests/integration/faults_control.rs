@@ -525,3 +525,66 @@ fn a_start_racing_status_on_a_stale_pid_file_never_says_already_running() {
         tester.join().unwrap();
     }
 }
+
+#[test]
+fn a_clean_exit_removes_only_what_herd_created() {
+    let group = Group::new("notherds");
+    fs::create_dir_all(&group.dir).unwrap();
+    fs::write(group.path("log"), "keep\n").unwrap();
+    fs::write(group.path("notes"), "mine\n").unwrap();
+
+    let (key, value) = group.marker.split_once('=').unwrap();
+    let outcome = run_to_end(
+        herd()
+            .env(key, value)
+            .args(["run", "--state-dir"])
+            .arg(&group.dir)
+            .args(["--", "true"]),
+    );
+    group.check(&outcome, outcome.code() == 0, "herd run -- true");
+    group.ensure(group.dir.is_dir(), "the state directory was removed");
+    group.ensure(
+        fs::read_to_string(group.path("log")).ok().as_deref() == Some("keep\n"),
+        "a log herd run never wrote was removed or changed",
+    );
+    group.ensure(
+        fs::read_to_string(group.path("notes")).ok().as_deref() == Some("mine\n"),
+        "another file was removed or changed",
+    );
+    for file in ["pid", "control.sock"] {
+        group.ensure(!group.path(file).exists(), &format!("{file} is left"));
+    }
+
+    // herd start appends to the log that was there, and keeps it.
+    group.started(&[]);
+    group.stop();
+    let log = fs::read_to_string(group.path("log")).unwrap_or_default();
+    group.ensure(
+        log.starts_with("keep\n") && log.contains("web started"),
+        &format!("the log herd start appended to was removed or lost: {log:?}"),
+    );
+    group.ensure(group.path("notes").exists(), "another file was removed");
+    for file in ["pid", "control.sock"] {
+        group.ensure(!group.path(file).exists(), &format!("{file} is left"));
+    }
+}
+
+#[test]
+fn a_clean_exit_removes_the_state_dir_and_log_herd_created() {
+    let group = Group::new("herds");
+    let (key, value) = group.marker.split_once('=').unwrap();
+    let outcome = run_to_end(
+        herd()
+            .env(key, value)
+            .args(["run", "--state-dir"])
+            .arg(&group.dir)
+            .args(["--", "true"]),
+    );
+    group.check(&outcome, outcome.code() == 0, "herd run -- true");
+    group.ensure(!group.dir.exists(), "herd run left its state directory");
+
+    group.started(&[]);
+    group.ensure(group.path("log").exists(), "herd start wrote no log");
+    group.stop();
+    group.ensure(!group.dir.exists(), "herd start left its state directory");
+}
