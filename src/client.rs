@@ -107,8 +107,13 @@ fn in_time(failure: Failure, patience: Duration) -> Failure {
 /// within `timeout`.
 fn stop(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure> {
     let asked = Instant::now();
+    let mut supervisor = None;
     let answer = Client::connect(paths, timeout).and_then(|client| match client {
-        Some(mut client) => client.request(&[("command", "stop")]),
+        Some(mut client) => {
+            let answer = client.request(&[("command", "stop")]);
+            supervisor = client.pid();
+            answer
+        }
         None => Err(not_running(paths)),
     });
     match answer {
@@ -121,18 +126,25 @@ fn stop(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure> {
         Err(failure) if failure.cause == control::NO_ANSWER => {}
         Err(failure) => return Err(in_time(failure, timeout)),
     }
-    wait_until_gone(paths, timeout.saturating_sub(asked.elapsed()), timeout)
+    let left = timeout.saturating_sub(asked.elapsed());
+    wait_until_gone(paths, supervisor, left, timeout)
 }
 
-/// Waits until the supervisor has let go of its lock (it has exited), for
-/// what is `left` of the `timeout`. Ctrl-C ends the wait, not the stop.
-fn wait_until_gone(paths: &StatePaths, left: Duration, timeout: Duration) -> Result<u8, Failure> {
+/// Waits until the `supervisor` asked to stop (by its pid, when its hello
+/// gave it) has let go of its lock (it has exited), for what is `left` of
+/// the `timeout`. Ctrl-C ends the wait, not the stop.
+fn wait_until_gone(
+    paths: &StatePaths,
+    supervisor: Option<i32>,
+    left: Duration,
+    timeout: Duration,
+) -> Result<u8, Failure> {
     let name = paths.name.clone();
     let _ = ctrlc::set_handler(move || {
         crate::log::line(format_args!("stop: interrupted; {name} goes on stopping"));
         std::process::exit(130);
     });
-    if daemon::wait_for_exit(paths, left) {
+    if daemon::wait_for_exit(paths, supervisor, left) {
         return Ok(0);
     }
     crate::log::line(format_args!(

@@ -365,6 +365,8 @@ pub struct Client {
     until: Option<Instant>,
     /// Whether the supervisor's hello has been read.
     greeted: bool,
+    /// The pid its hello gave.
+    pid: Option<i32>,
 }
 
 impl Client {
@@ -395,7 +397,13 @@ impl Client {
             decoder: Decoder::new(),
             until,
             greeted: false,
+            pid: None,
         }))
+    }
+
+    /// The supervisor's pid, once a request has been answered.
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
     }
 
     /// Sends a request; returns the fields of an OK reply.
@@ -424,7 +432,8 @@ impl Client {
         // write may then fail, but its answer is waiting to be read.
         let written = self.write_all(&frames);
         if !self.greeted {
-            self.reply(&written)?;
+            let hello = self.reply(&written)?;
+            self.pid = wire::field(&hello, "pid").and_then(|pid| pid.parse().ok());
             self.greeted = true;
         }
         self.reply(&written)

@@ -114,7 +114,7 @@ impl PidLock {
     /// Takes the lock, or says who holds it. A stale directory (no lock
     /// held) is taken over.
     pub fn acquire(paths: &StatePaths) -> Result<PidLock, Failure> {
-        let made_dir = match &paths.dir {
+        let mut made_dir = match &paths.dir {
             Some(dir) => {
                 let made = create_dir(dir)
                     .map_err(|e| Failure::io(format!("creating {}", dir.display()), &e))?;
@@ -129,8 +129,19 @@ impl PidLock {
         };
         let doing = || format!("locking {}", paths.pid.display());
         loop {
-            let (file, existed) =
-                open_pid_file(&paths.pid).map_err(|e| Failure::io(doing(), &e))?;
+            let (file, existed) = match (open_pid_file(&paths.pid), &paths.dir) {
+                (Ok(opened), _) => opened,
+                // The herd that held the lock removed its state directory on
+                // its way out, after this one had found it: make it again.
+                (Err(e), Some(dir))
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && create_dir(dir).is_ok_and(|made| made) =>
+                {
+                    made_dir = true;
+                    continue;
+                }
+                (Err(e), _) => return Err(Failure::io(doing(), &e)),
+            };
             if !lock_patiently(&file).map_err(|e| Failure::io(doing(), &e))? {
                 return Err(already_running(paths, &file));
             }
@@ -316,11 +327,18 @@ pub fn liveness(paths: &StatePaths) -> Liveness {
 
 /// Waits until no supervisor holds `paths`' lock (the lock goes only when
 /// the supervisor's process ends), for at most `timeout`. Returns whether it
-/// is gone.
-pub fn wait_for_exit(paths: &StatePaths, timeout: Duration) -> bool {
+/// is gone. With the pid of the supervisor waited for, a lock taken by a new
+/// one (that has written another pid, or none yet) means it is gone too:
+/// a `herd start` may follow its exit at once.
+pub fn wait_for_exit(paths: &StatePaths, supervisor: Option<i32>, timeout: Duration) -> bool {
     // A timeout past what an Instant can hold is no timeout.
     let until = Instant::now().checked_add(timeout);
-    while liveness(paths) != Liveness::NotRunning {
+    let still_there = || match liveness(paths) {
+        Liveness::NotRunning => false,
+        Liveness::Running(pid) => supervisor.is_none() || pid == supervisor,
+        Liveness::Unknown(_) => true,
+    };
+    while still_there() {
         if until.is_some_and(|until| Instant::now() >= until) {
             return false;
         }
@@ -444,7 +462,7 @@ fn wait_for_report(pipe: OwnedFd, paths: &StatePaths, log: &Path) -> u8 {
         crate::log::line(format_args!("{message}"));
         // So that a script may try again at once: the failed supervisor
         // holds its lock until it has exited.
-        wait_for_exit(paths, Duration::from_secs(5));
+        wait_for_exit(paths, None, Duration::from_secs(5));
         return code.parse().unwrap_or(crate::error::EXIT_HERD_FAILED);
     }
     crate::log::line(format_args!(

@@ -327,7 +327,7 @@ fn at_the_fd_limit_accept_backs_off_instead_of_spinning() {
 fn freeze(group: &Group, pid: u32) {
     send_signal(pid, "STOP");
     wait_until(
-        "the supervisor to stop",
+        &format!("process {pid} to stop"),
         || process_state(pid) == Some('T'),
         || group.story(),
     );
@@ -587,4 +587,52 @@ fn a_clean_exit_removes_the_state_dir_and_log_herd_created() {
     group.ensure(group.path("log").exists(), "herd start wrote no log");
     group.stop();
     group.ensure(!group.dir.exists(), "herd start left its state directory");
+}
+
+#[test]
+fn stop_is_not_held_up_by_a_herd_started_as_the_old_one_exits() {
+    let group = Group::new("handover");
+    let go = group.dir.with_file_name("go");
+    let (key, value) = group.marker.split_once('=').unwrap();
+    // web leaves only when told to, so that stop is surely watching first.
+    let web = format!(
+        "web=trap '' TERM; while [ ! -e {} ]; do sleep 0.01; done",
+        go.display()
+    );
+    let outcome = run_to_end(
+        herd()
+            .env(key, value)
+            .args(["start", "--settle", "0", "--state-dir"])
+            .arg(&group.dir)
+            .args(["-c", &web, "--grace", "30"]),
+    );
+    group.check(&outcome, outcome.code() == 0, "herd start failed");
+    let first = group.supervisor();
+    let stop = Running::start(&mut group.client(&["stop", "--timeout", "15"]));
+    wait_until(
+        "web to be stopping",
+        || {
+            let outcome = group.ask(&["status"]);
+            outcome.code() == 0 && outcome.stdout.contains("stopping")
+        },
+        || group.story(),
+    );
+    // stop is waiting; it looks again only once a new herd holds the lock.
+    freeze(&group, stop.pid());
+    fs::write(&go, "").unwrap();
+    wait_until(
+        "the first herd to end",
+        || !is_alive(first),
+        || group.story(),
+    );
+    let outcome = run_to_end(&mut group.start_command(&[]));
+    group.check(&outcome, outcome.code() == 0, "the second start");
+    send_signal(stop.pid(), "CONT");
+    let outcome = stop.finish();
+    group.check(
+        &outcome,
+        outcome.code() == 0,
+        "stop waited for the herd started after it",
+    );
+    group.stop();
 }
