@@ -245,7 +245,7 @@ pub const CLIENT_FLAGS: &[Flag] = &[
         None,
         "timeout",
         Some("SECS"),
-        "stop: how long to wait for the supervisor to exit (default 60)",
+        "stop: how long to wait for the supervisor to exit (default 60); status: for its answer (default 5)",
     ),
     HELP,
 ];
@@ -282,6 +282,7 @@ pub struct Detach {
 pub enum Action {
     Status {
         json: bool,
+        timeout: Duration,
     },
     Stop {
         timeout: Duration,
@@ -582,7 +583,7 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
     let bad = |e: lexopt::Error| usage_failure(&verb, e);
     let mut target = Target::default();
     let mut json = false;
-    let mut timeout = Duration::from_secs(60);
+    let mut timeout = None;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(bad)? {
         let flag = match &arg {
@@ -595,9 +596,11 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
                 set_target(&mut target, &flag, value)?;
             }
             Long("json") if command == "status" => json = true,
-            Long("timeout") if command == "stop" => {
-                timeout = spec::parse_seconds(&text_value(parser, &flag)?)
-                    .map_err(|why| value_failure("timeout", why))?
+            Long("timeout") if command == "stop" || command == "status" => {
+                timeout = Some(
+                    spec::parse_seconds(&text_value(parser, &flag)?)
+                        .map_err(|why| value_failure("timeout", why))?,
+                )
             }
             Short('h') | Long("help") => return Ok(Request::Help(client_help())),
             Value(word) => {
@@ -623,9 +626,12 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
     let mut words = words.into_iter();
     let mut word = || words.next();
     let action = match command {
-        "status" => Action::Status { json },
+        "status" => Action::Status {
+            json,
+            timeout: timeout.unwrap_or(Duration::from_secs(5)),
+        },
         "stop" => Action::Stop {
-            timeout,
+            timeout: timeout.unwrap_or(Duration::from_secs(60)),
             process: word(),
         },
         "start" => Action::Start {
@@ -798,7 +804,7 @@ fn run_help(start: bool) -> String {
 
 fn client_help() -> String {
     format!(
-        "Usage: herd status [--json] TARGET\n\
+        "Usage: herd status [--json] [--timeout SECS] TARGET\n\
          \x20      herd stop [--timeout SECS] [PROCESS] TARGET\n\
          \x20      herd start PROCESS TARGET\n\
          \x20      herd restart PROCESS TARGET\n\

@@ -7,54 +7,48 @@ use crate::daemon::{self, Liveness, StatePaths};
 use crate::error::Failure;
 use crate::wire;
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// LSB exit codes of `status`.
 const STATUS_RUNNING: u8 = 0;
 const STATUS_NOT_RUNNING: u8 = 3;
 const STATUS_UNKNOWN: u8 = 4;
 
+/// How long the commands other than status, stop and send give the
+/// supervisor to answer: it answers at once, between its other work.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long `send` gives it: the answer comes once the process has taken
+/// the bytes, up to a MiB of them.
+const SEND_PATIENCE: Duration = Duration::from_secs(60);
+
 pub fn run(args: ClientArgs) -> Result<u8, Failure> {
     let paths = daemon::resolve_target(&args.target)?.expect("client commands require a target");
-    if let Action::Status { json } = args.action {
-        return status(&paths, json);
-    }
-    let not_running = || Failure::message(format!("no herd is running as {}", paths.name));
-    let mut client = Client::connect(&paths)?.ok_or_else(not_running)?;
     match args.action {
-        Action::Status { .. } => unreachable!("answered above"),
+        Action::Status { json, timeout } => status(&paths, json, timeout),
         Action::Stop {
             timeout,
             process: None,
-        } => {
-            // The supervisor may be gone before its reply is written: that
-            // is the stop, done.
-            match client.request(&[("command", "stop")]) {
-                Err(failure) if failure.cause == control::CLOSED => {}
-                other => drop(other?),
-            }
-            wait_until_gone(&paths, timeout)
-        }
+        } => stop(&paths, timeout),
         Action::Stop {
             process: Some(name),
             ..
-        } => client
-            .request(&[("command", "stop"), ("process", &name)])
-            .map(|_| 0),
-        Action::Start { process } => client
-            .request(&[("command", "start"), ("process", &process)])
-            .map(|_| 0),
-        Action::Restart { process } => client
-            .request(&[("command", "restart"), ("process", &process)])
-            .map(|_| 0),
-        Action::Signal { process, signal } => client
-            .request(&[
+        } => ask(&paths, &[("command", "stop"), ("process", &name)]),
+        Action::Start { process } => ask(&paths, &[("command", "start"), ("process", &process)]),
+        Action::Restart { process } => {
+            ask(&paths, &[("command", "restart"), ("process", &process)])
+        }
+        Action::Signal { process, signal } => ask(
+            &paths,
+            &[
                 ("command", "signal"),
                 ("process", &process),
                 ("signal", &signal.to_string()),
-            ])
-            .map(|_| 0),
+            ],
+        ),
         Action::Send { process, text } => {
+            // Read before connecting: a slow stdin is no reason to think the
+            // supervisor slow.
             let bytes = match text {
                 Some(text) => text.into_bytes(),
                 None => {
@@ -65,27 +59,92 @@ pub fn run(args: ClientArgs) -> Result<u8, Failure> {
                     input
                 }
             };
-            client.send(&process, &bytes).map(|_| 0)
+            connected(&paths, SEND_PATIENCE)?
+                .send(&process, &bytes)
+                .map(|()| 0)
+                .map_err(|failure| in_time(failure, SEND_PATIENCE))
         }
         Action::Reload { process } => {
             let mut fields = vec![("command", "reload")];
             if let Some(name) = &process {
                 fields.push(("process", name));
             }
-            client.request(&fields).map(|_| 0)
+            ask(&paths, &fields)
         }
     }
 }
 
-/// Waits until the supervisor has let go of its lock (it has exited). Ctrl-C
-/// ends the wait, not the stop.
-fn wait_until_gone(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure> {
+/// One request that the supervisor answers at once.
+fn ask(paths: &StatePaths, fields: &[(&str, &str)]) -> Result<u8, Failure> {
+    connected(paths, PATIENCE)?
+        .request(fields)
+        .map(|_| 0)
+        .map_err(|failure| in_time(failure, PATIENCE))
+}
+
+fn connected(paths: &StatePaths, patience: Duration) -> Result<Client, Failure> {
+    Client::connect(paths, patience)
+        .map_err(|failure| in_time(failure, patience))?
+        .ok_or_else(|| not_running(paths))
+}
+
+fn not_running(paths: &StatePaths) -> Failure {
+    Failure::message(format!("no herd is running as {}", paths.name))
+}
+
+/// Says how long the supervisor had, when it did not answer in time.
+fn in_time(failure: Failure, patience: Duration) -> Failure {
+    if failure.cause != control::NO_ANSWER {
+        return failure;
+    }
+    Failure::new(
+        failure.doing,
+        format!("it did not answer within {}s", patience.as_secs_f64()),
+    )
+}
+
+/// Asks the supervisor to stop the group and waits until it has exited, all
+/// within `timeout`.
+fn stop(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure> {
+    let asked = Instant::now();
+    let mut supervisor = None;
+    let answer = Client::connect(paths, timeout).and_then(|client| match client {
+        Some(mut client) => {
+            let answer = client.request(&[("command", "stop")]);
+            supervisor = client.pid();
+            answer
+        }
+        None => Err(not_running(paths)),
+    });
+    match answer {
+        Ok(_) => {}
+        // The supervisor may be gone before its reply is written: that is
+        // the stop, done.
+        Err(failure) if failure.cause == control::CLOSED => {}
+        // One that did not answer in time is still running when the time is
+        // up, as one that answered and is slow to exit is.
+        Err(failure) if failure.cause == control::NO_ANSWER => {}
+        Err(failure) => return Err(in_time(failure, timeout)),
+    }
+    let left = timeout.saturating_sub(asked.elapsed());
+    wait_until_gone(paths, supervisor, left, timeout)
+}
+
+/// Waits until the `supervisor` asked to stop (by its pid, when its hello
+/// gave it) has let go of its lock (it has exited), for what is `left` of
+/// the `timeout`. Ctrl-C ends the wait, not the stop.
+fn wait_until_gone(
+    paths: &StatePaths,
+    supervisor: Option<i32>,
+    left: Duration,
+    timeout: Duration,
+) -> Result<u8, Failure> {
     let name = paths.name.clone();
     let _ = ctrlc::set_handler(move || {
         crate::log::line(format_args!("stop: interrupted; {name} goes on stopping"));
         std::process::exit(130);
     });
-    if daemon::wait_for_exit(paths, timeout) {
+    if daemon::wait_for_exit(paths, supervisor, left) {
         return Ok(0);
     }
     crate::log::line(format_args!(
@@ -96,7 +155,7 @@ fn wait_until_gone(paths: &StatePaths, timeout: Duration) -> Result<u8, Failure>
     Ok(1)
 }
 
-fn status(paths: &StatePaths, json: bool) -> Result<u8, Failure> {
+fn status(paths: &StatePaths, json: bool, timeout: Duration) -> Result<u8, Failure> {
     let pid = match daemon::liveness(paths) {
         Liveness::NotRunning => {
             crate::log::line(format_args!("{} is not running", paths.name));
@@ -108,13 +167,18 @@ fn status(paths: &StatePaths, json: bool) -> Result<u8, Failure> {
         }
         Liveness::Running(pid) => pid,
     };
-    let fields = match Client::connect(paths).and_then(|client| match client {
+    let fields = match Client::connect(paths, timeout).and_then(|client| match client {
         Some(mut client) => client.request(&[("command", "status")]),
         None => Err(Failure::message("its control socket does not answer")),
     }) {
         Ok(fields) => fields,
         Err(failure) => {
-            crate::log::line(format_args!("status of {}: {failure}", paths.name));
+            let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+            crate::log::line(format_args!(
+                "status of {}{pid}: {}",
+                paths.name,
+                in_time(failure, timeout)
+            ));
             return Ok(STATUS_UNKNOWN);
         }
     };

@@ -10,24 +10,38 @@ use crate::sys::daemon as sys;
 use crate::wire::{self, kind, Decoder, Frame};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The protocol version `hello` carries.
 pub const VERSION: &str = "1";
 
-/// A client that sends nothing for this long is disconnected. Its thread is
-/// its own, so until then it holds up nobody else.
+/// A client that sends nothing for this long, or takes no reply bytes for
+/// this long, is disconnected. Its thread is its own, so until then it holds
+/// up nobody else.
 const IDLE_CLIENT: Duration = Duration::from_secs(10);
+
+/// At most this many connections are served at once, each with a thread
+/// and an fd; one more is told so and closed at once. With herd's other fds
+/// this stays far below the usual limit of 1024 fds, so clients can never
+/// take the fds that starting a process needs.
+const MAX_CLIENTS: usize = 64;
+
+/// How long accepting waits after a failure other than an interruption:
+/// out of fds, the pending connection stays, and so would the failure.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a client says when the supervisor closed the connection unasked.
 pub const CLOSED: &str = "it closed the connection";
 
-/// How long a client waits for any one reply.
-const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
+/// What a client says when the supervisor did not answer in time.
+pub const NO_ANSWER: &str = "it did not answer in time";
 
 /// What a client asks the supervisor loop to do.
 #[derive(Debug, PartialEq)]
@@ -79,7 +93,7 @@ impl Command {
 }
 
 /// Listens on the state directory's socket (mode 0600) and serves every
-/// connection on a thread of its own.
+/// connection on a thread of its own, [`MAX_CLIENTS`] at most.
 pub fn serve(paths: &StatePaths, events: Inbox) -> Result<(), Failure> {
     let doing = || format!("listening on {}", paths.socket.display());
     let _ = fs::remove_file(&paths.socket);
@@ -94,37 +108,150 @@ pub fn serve(paths: &StatePaths, events: Inbox) -> Result<(), Failure> {
     thread::Builder::new()
         .name("control".into())
         .stack_size(64 * 1024)
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let events = events.clone();
-                let hello = hello.clone();
-                let _ = thread::Builder::new()
-                    .name("connection".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || serve_connection(stream, &events, &hello));
-            }
-        })
+        .spawn(move || accept_forever(&listener, &events, &hello))
         .map_err(|e| Failure::io(doing(), &e))?;
     Ok(())
 }
 
-fn serve_connection(mut stream: UnixStream, events: &Inbox, hello: &[u8]) {
+fn accept_forever(listener: &UnixListener, events: &Inbox, hello: &[u8]) {
+    let clients = Arc::new(Clients::default());
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {
+                continue
+            }
+            // Out of fds (EMFILE, ENFILE) or memory: the connection stays in
+            // the backlog, and accepting again at once would fail the same
+            // way, forever, at full speed. Clients that end free fds.
+            Err(_) => {
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let Some(slot) = Clients::admit(&clients, &stream) else {
+            refuse(stream, &format!("too many connections ({MAX_CLIENTS})"));
+            continue;
+        };
+        let events = events.clone();
+        let hello = hello.to_vec();
+        let mut stream = stream;
+        // A thread that cannot be started drops the connection and the slot.
+        let _ = thread::Builder::new()
+            .name("connection".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                serve_connection(&mut stream, &slot, &events, &hello);
+                // The slot goes first: while it is listed, its fd is open
+                // and cannot be another connection's.
+                drop(slot);
+                drop(stream);
+            });
+    }
+}
+
+/// The connections being served, [`MAX_CLIENTS`] at most. When all are
+/// taken, a new one takes the place of the one that has waited longest for
+/// its next request: idle clients cannot lock out one with a request, and
+/// only when every one is in the middle of a request is a new one refused.
+#[derive(Default)]
+struct Clients {
+    served: Mutex<Vec<Served>>,
+    next_id: AtomicU64,
+}
+
+struct Served {
+    id: u64,
+    /// Its socket, to shut down when it must go; open while it is listed.
+    socket: RawFd,
+    /// Since when it waits for a request; `None` while it is answered.
+    idle_since: Option<Instant>,
+}
+
+/// One connection's place among the [`Clients`], given back on drop.
+struct Slot {
+    clients: Arc<Clients>,
+    id: u64,
+}
+
+impl Clients {
+    fn admit(clients: &Arc<Clients>, stream: &UnixStream) -> Option<Slot> {
+        let mut served = clients.lock();
+        if served.len() >= MAX_CLIENTS {
+            let longest_idle = served
+                .iter()
+                .enumerate()
+                .filter_map(|(at, client)| Some((at, client.idle_since?)))
+                .min_by_key(|(_, since)| *since)
+                .map(|(at, _)| at)?;
+            // Its thread reads the end of the connection and goes.
+            sys::shut_down(served.swap_remove(longest_idle).socket);
+        }
+        let id = clients.next_id.fetch_add(1, Ordering::Relaxed);
+        served.push(Served {
+            id,
+            socket: stream.as_raw_fd(),
+            idle_since: Some(Instant::now()),
+        });
+        Some(Slot {
+            clients: Arc::clone(clients),
+            id,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Served>> {
+        self.served.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Slot {
+    /// Whether the connection waits for a request (and may be let go for a
+    /// new one) or is being answered.
+    fn set_idle(&self, idle: bool) {
+        if let Some(client) = self.clients.lock().iter_mut().find(|c| c.id == self.id) {
+            client.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.clients.lock().retain(|client| client.id != self.id);
+    }
+}
+
+/// Tells a client why it is not served and closes the connection, on the
+/// accept thread: the frame is small enough for the new socket's empty
+/// buffer, and non-blocking makes sure a write never waits.
+fn refuse(mut stream: UnixStream, why: &str) {
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = write_frame(&mut stream, kind::ERROR, &error_body(why));
+    }
+}
+
+fn serve_connection(stream: &mut UnixStream, slot: &Slot, events: &Inbox, hello: &[u8]) {
     let own = sys::own_uid();
-    match sys::peer_uid(&stream) {
+    match sys::peer_uid(stream) {
         Ok(uid) if uid == own || uid == 0 => {}
         _ => {
-            let _ = write_frame(&mut stream, kind::ERROR, &error_body("permission denied"));
+            let _ = stream.set_write_timeout(Some(IDLE_CLIENT));
+            let _ = write_frame(stream, kind::ERROR, &error_body("permission denied"));
             return;
         }
     }
+    // A client that stops reading its replies must not keep its thread, and
+    // its slot, forever.
+    let _ = stream.set_write_timeout(Some(IDLE_CLIENT));
     let _ = stream.set_read_timeout(Some(IDLE_CLIENT));
     let mut decoder = Decoder::new();
     let mut greeted = false;
+    let mut replying = true;
     let mut buffer = [0u8; 8192];
     loop {
         let frame = match decoder.next_frame() {
             Ok(Some(frame)) => frame,
-            Ok(None) => match stream.read(&mut buffer) {
+            Ok(None) => match read_retrying(stream, &mut buffer) {
+                // The end, an error, or IDLE_CLIENT without a byte.
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     decoder.feed(&buffer[..n]);
@@ -132,10 +259,11 @@ fn serve_connection(mut stream: UnixStream, events: &Inbox, hello: &[u8]) {
                 }
             },
             Err(error) => {
-                let _ = write_frame(&mut stream, kind::ERROR, &error_body(&error.to_string()));
+                let _ = write_frame(stream, kind::ERROR, &error_body(&error.to_string()));
                 return;
             }
         };
+        slot.set_idle(false);
         let (reply_kind, body) = if !greeted {
             match check_hello(&frame) {
                 Ok(()) => {
@@ -147,8 +275,27 @@ fn serve_connection(mut stream: UnixStream, events: &Inbox, hello: &[u8]) {
         } else {
             answer(frame, events)
         };
-        if write_frame(&mut stream, reply_kind, &body).is_err() || !greeted {
+        if replying && write_frame(stream, reply_kind, &body).is_err() {
+            // The client has gone (or stopped reading, and a reply may be cut
+            // short): what it sent is still carried out, unanswered, so
+            // that a stop sent on the way out (`herd stop --timeout 0`)
+            // stops.
+            replying = false;
+        }
+        if !greeted {
             return;
+        }
+        slot.set_idle(true);
+    }
+}
+
+/// `read`, again after EINTR: a read with a timeout is interrupted (not
+/// restarted) when the process is stopped and continued, Ctrl-Z and `fg`.
+fn read_retrying(stream: &mut UnixStream, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buffer) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }
@@ -269,16 +416,28 @@ pub fn status_fields(processes: &[ProcessStatus]) -> Vec<(String, String)> {
     fields
 }
 
-/// A connection to a running supervisor, greeted.
+/// A connection to a running supervisor. Every exchange on it ends by the
+/// deadline given to `connect`.
 pub struct Client {
     stream: UnixStream,
     decoder: Decoder,
+    /// When the supervisor's time to answer is up; `None`: never.
+    until: Option<Instant>,
+    /// Whether the supervisor's hello has been read.
+    greeted: bool,
+    /// The pid its hello gave.
+    pid: Option<i32>,
 }
 
 impl Client {
-    /// Connects and exchanges `hello`. `Ok(None)`: nothing listens there.
-    pub fn connect(paths: &StatePaths) -> Result<Option<Client>, Failure> {
-        let stream = match UnixStream::connect(&paths.socket) {
+    /// Connects, giving the supervisor `patience` for this connection and
+    /// everything said on it. `Ok(None)`: nothing listens there. The hello
+    /// goes out with the first request, which so reaches the supervisor
+    /// even when no time is left to read its answer.
+    pub fn connect(paths: &StatePaths, patience: Duration) -> Result<Option<Client>, Failure> {
+        let until = Instant::now().checked_add(patience);
+        let doing = || format!("connecting to {}", paths.socket.display());
+        let stream = match sys::connect_with_timeout(&paths.socket, time_left(until)) {
             Ok(stream) => stream,
             Err(e)
                 if matches!(
@@ -288,21 +447,23 @@ impl Client {
             {
                 return Ok(None)
             }
-            Err(e) => {
-                return Err(Failure::io(
-                    format!("connecting to {}", paths.socket.display()),
-                    &e,
-                ))
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(Failure::new(doing(), NO_ANSWER))
             }
+            Err(e) => return Err(Failure::io(doing(), &e)),
         };
-        // A supervisor that never answers must not hang a script forever.
-        let _ = stream.set_read_timeout(Some(CLIENT_PATIENCE));
-        let mut client = Client {
+        Ok(Some(Client {
             stream,
             decoder: Decoder::new(),
-        };
-        client.exchange(kind::HELLO, &wire::encode_fields(&[("version", VERSION)]))?;
-        Ok(Some(client))
+            until,
+            greeted: false,
+            pid: None,
+        }))
+    }
+
+    /// The supervisor's pid, once a request has been answered.
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
     }
 
     /// Sends a request; returns the fields of an OK reply.
@@ -319,26 +480,55 @@ impl Client {
     }
 
     fn exchange(&mut self, kind: u8, body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
-        let failed = |e: &io::Error| Failure::io("talking to the supervisor", e);
+        let encoding =
+            |e: wire::WireError| Failure::new("talking to the supervisor", e.to_string());
+        let mut frames = Vec::new();
+        if !self.greeted {
+            let hello = wire::encode_fields(&[("version", VERSION)]);
+            frames = wire::encode(kind::HELLO, &hello).map_err(encoding)?;
+        }
+        frames.extend(wire::encode(kind, body).map_err(encoding)?);
         // A supervisor that refuses a client answers and closes at once: the
         // write may then fail, but its answer is waiting to be read.
-        let written = write_frame(&mut self.stream, kind, body);
+        let written = self.write_all(&frames);
+        if !self.greeted {
+            let hello = self.reply(&written)?;
+            self.pid = wire::field(&hello, "pid").and_then(|pid| pid.parse().ok());
+            self.greeted = true;
+        }
+        self.reply(&written)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.set_write_timeout(Some(time_left(self.until)))?;
+        // write_all retries EINTR.
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads the next reply: its fields if it is OK (or HELLO), its message
+    /// as the failure if it is an ERROR.
+    fn reply(&mut self, written: &io::Result<()>) -> Result<Vec<(String, String)>, Failure> {
+        let talking = "talking to the supervisor";
         let mut buffer = [0u8; 8192];
         let frame = loop {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => break frame,
                 Ok(None) => {}
-                Err(error) => {
-                    return Err(Failure::new("talking to the supervisor", error.to_string()))
-                }
+                Err(error) => return Err(Failure::new(talking, error.to_string())),
             }
-            match self.stream.read(&mut buffer) {
-                Ok(0) => {
-                    written.map_err(|e| failed(&e))?;
-                    return Err(Failure::new("talking to the supervisor", CLOSED));
+            let read = self
+                .stream
+                .set_read_timeout(Some(time_left(self.until)))
+                .and_then(|()| self.stream.read(&mut buffer));
+            match (read, written) {
+                (Ok(0), Err(e)) => return Err(failure_of(talking, e)),
+                (Ok(0), Ok(())) => return Err(Failure::new(talking, CLOSED)),
+                (Ok(n), _) => self.decoder.feed(&buffer[..n]),
+                (Err(e), _) if e.kind() == io::ErrorKind::Interrupted => {}
+                (Err(e), Err(first)) if e.kind() != io::ErrorKind::WouldBlock => {
+                    return Err(failure_of(talking, first))
                 }
-                Ok(n) => self.decoder.feed(&buffer[..n]),
-                Err(e) => return Err(failed(written.err().as_ref().unwrap_or(&e))),
+                (Err(e), _) => return Err(failure_of(talking, &e)),
             }
         };
         let fields = wire::parse_fields(frame.body)
@@ -351,5 +541,23 @@ impl Client {
                     .to_string(),
             )),
         }
+    }
+}
+
+/// A socket timeout from a deadline: what is left of it, but never zero,
+/// which a socket would take for no timeout at all.
+fn time_left(until: Option<Instant>) -> Duration {
+    until.map_or(Duration::MAX, |until| {
+        until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(1))
+    })
+}
+
+/// A socket timeout is the supervisor not answering in time.
+fn failure_of(doing: &str, error: &io::Error) -> Failure {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::new(doing, NO_ANSWER),
+        _ => Failure::io(doing, error),
     }
 }

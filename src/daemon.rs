@@ -99,35 +99,50 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 pub struct PidLock {
     file: File,
     pub paths: StatePaths,
+    /// The pid file was there, left by a herd that died: what that herd
+    /// left in the state directory is this one's now.
+    took_over: bool,
+    /// The state directory is herd's to remove (once empty): this herd
+    /// created it, or took it over.
+    owns_dir: bool,
+    /// The state directory's log is herd's to remove after a clean end:
+    /// this herd created it, or took it over.
+    owns_log: bool,
 }
 
 impl PidLock {
     /// Takes the lock, or says who holds it. A stale directory (no lock
     /// held) is taken over.
     pub fn acquire(paths: &StatePaths) -> Result<PidLock, Failure> {
-        if let Some(dir) = &paths.dir {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Failure::io(format!("creating {}", dir.display()), &e))?;
-            check_private(dir)?;
-            let shared_base = default_base();
-            if shared_base.starts_with("/tmp") && dir.parent() == Some(shared_base.as_path()) {
-                check_private(&shared_base)?;
+        let mut made_dir = match &paths.dir {
+            Some(dir) => {
+                let made = create_dir(dir)
+                    .map_err(|e| Failure::io(format!("creating {}", dir.display()), &e))?;
+                check_private(dir)?;
+                let shared_base = default_base();
+                if shared_base.starts_with("/tmp") && dir.parent() == Some(shared_base.as_path()) {
+                    check_private(&shared_base)?;
+                }
+                made
             }
-        }
+            None => false,
+        };
         let doing = || format!("locking {}", paths.pid.display());
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .open(&paths.pid)
-                .map_err(|e| Failure::io(doing(), &e))?;
-            if !sys::try_lock_exclusive(&file).map_err(|e| Failure::io(doing(), &e))? {
+            let (file, existed) = match (open_pid_file(&paths.pid), &paths.dir) {
+                (Ok(opened), _) => opened,
+                // The herd that held the lock removed its state directory on
+                // its way out, after this one had found it: make it again.
+                (Err(e), Some(dir))
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && create_dir(dir).is_ok_and(|made| made) =>
+                {
+                    made_dir = true;
+                    continue;
+                }
+                (Err(e), _) => return Err(Failure::io(doing(), &e)),
+            };
+            if !lock_patiently(&file).map_err(|e| Failure::io(doing(), &e))? {
                 return Err(already_running(paths, &file));
             }
             // A supervisor that was exiting may have unlinked the file we
@@ -141,6 +156,9 @@ impl PidLock {
             return Ok(PidLock {
                 file,
                 paths: paths.clone(),
+                took_over: existed,
+                owns_dir: made_dir || existed,
+                owns_log: false,
             });
         }
     }
@@ -162,7 +180,8 @@ impl PidLock {
     /// Removes the state files, then lets the lock go (unlinking while still
     /// holding it, so no second supervisor can lock the old file and win).
     /// `clean`: the supervisor ended well, and its log in the state
-    /// directory goes too; otherwise the log stays for the user to read.
+    /// directory goes too if it is herd's; otherwise the log stays for the
+    /// user to read. Only what herd created (or took over) is removed.
     pub fn release(self, clean: bool) {
         self.remove_files(clean);
         // The lock goes when the process ends, not before: whoever waits for
@@ -174,12 +193,73 @@ impl PidLock {
     fn remove_files(&self, clean: bool) {
         let _ = fs::remove_file(&self.paths.socket);
         let _ = fs::remove_file(&self.paths.pid);
-        if let Some(dir) = &self.paths.dir {
-            if clean {
-                let _ = fs::remove_file(&self.paths.log);
-            }
-            let _ = fs::remove_dir(dir);
+        if clean && self.owns_log {
+            let _ = fs::remove_file(&self.paths.log);
         }
+        match &self.paths.dir {
+            Some(dir) if self.owns_dir => drop(fs::remove_dir(dir)),
+            _ => {}
+        }
+    }
+}
+
+/// Creates the state directory, and any missing parent, with mode 0700.
+/// Returns whether the directory itself was created here.
+fn create_dir(dir: &Path) -> std::io::Result<bool> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the pid file for reading and writing, creating it (mode 0644) if
+/// need be. Returns whether it was there before.
+fn open_pid_file(path: &Path) -> std::io::Result<(File, bool)> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).mode(0o644);
+    // Either step can lose a race with a herd that removes or creates the
+    // file; the other then wins.
+    loop {
+        match options.clone().create_new(true).open(path) {
+            Ok(file) => return Ok((file, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match options.open(path) {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long a start keeps trying to lock the pid file before it says that
+/// a herd is running: `herd status` and `herd stop` take a shared lock on
+/// it for a moment, to see whether anyone holds one, and a start that met
+/// one of them would otherwise fail now and then.
+const LOCK_PATIENCE: Duration = Duration::from_millis(50);
+
+/// How long a start waits between two tries; a tester's lock lasts a few
+/// microseconds.
+const LOCK_RETRY: Duration = Duration::from_millis(2);
+
+fn lock_patiently(file: &File) -> std::io::Result<bool> {
+    let until = Instant::now() + LOCK_PATIENCE;
+    loop {
+        if sys::try_lock_exclusive(file)? {
+            return Ok(true);
+        }
+        if Instant::now() >= until {
+            return Ok(false);
+        }
+        std::thread::sleep(LOCK_RETRY);
     }
 }
 
@@ -247,11 +327,19 @@ pub fn liveness(paths: &StatePaths) -> Liveness {
 
 /// Waits until no supervisor holds `paths`' lock (the lock goes only when
 /// the supervisor's process ends), for at most `timeout`. Returns whether it
-/// is gone.
-pub fn wait_for_exit(paths: &StatePaths, timeout: Duration) -> bool {
-    let until = Instant::now() + timeout;
-    while liveness(paths) != Liveness::NotRunning {
-        if Instant::now() >= until {
+/// is gone. With the pid of the supervisor waited for, a lock taken by a new
+/// one (that has written another pid, or none yet) means it is gone too:
+/// a `herd start` may follow its exit at once.
+pub fn wait_for_exit(paths: &StatePaths, supervisor: Option<i32>, timeout: Duration) -> bool {
+    // A timeout past what an Instant can hold is no timeout.
+    let until = Instant::now().checked_add(timeout);
+    let still_there = || match liveness(paths) {
+        Liveness::NotRunning => false,
+        Liveness::Running(pid) => supervisor.is_none() || pid == supervisor,
+        Liveness::Unknown(_) => true,
+    };
+    while still_there() {
+        if until.is_some_and(|until| Instant::now() >= until) {
             return false;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -282,12 +370,13 @@ impl StartReport {
 /// stdout and stderr to `log`, every other fd closed. Returns in the
 /// supervisor (with the report pipe) only; the process that called it waits
 /// for the report and exits with what it says.
+/// Also returns whether the log was created, not appended to.
 pub fn detach(
     lock: &PidLock,
     log: &Path,
     umask: u32,
     chdir: &Path,
-) -> Result<StartReport, Failure> {
+) -> Result<(StartReport, bool), Failure> {
     let (report_read, report_write) = fd::pipe().map_err(|e| Failure::io("creating a pipe", &e))?;
     let detaching = |e: std::io::Error| Failure::io("detaching", &e);
     if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
@@ -296,7 +385,7 @@ pub fn detach(
     }
     drop(report_read);
     match become_daemon(lock, log, umask, chdir, &report_write) {
-        Ok(()) => Ok(StartReport(report_write)),
+        Ok(created_log) => Ok((StartReport(report_write), created_log)),
         Err(failure) => {
             // The caller is waiting for the report, not for this process:
             // tell it, and leave no state behind.
@@ -307,14 +396,15 @@ pub fn detach(
     }
 }
 
-/// The detached half of `detach`, in the first child.
+/// The detached half of `detach`, in the first child. Returns whether the
+/// log was created.
 fn become_daemon(
     lock: &PidLock,
     log: &Path,
     umask: u32,
     chdir: &Path,
     report: &OwnedFd,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let detaching = |e: std::io::Error| Failure::io("detaching", &e);
     sys::new_session().map_err(detaching)?;
     if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
@@ -326,12 +416,13 @@ fn become_daemon(
         .map_err(|e| Failure::io(format!("changing to {}", chdir.display()), &e))?;
     sys::set_umask(umask);
     let null = File::open("/dev/null").map_err(|e| Failure::io("opening /dev/null", &e))?;
-    let log_file = open_log(log)?;
+    let (log_file, created_log) = open_new_log(log)?;
     sys::redirect(null.as_fd(), 0).map_err(detaching)?;
     sys::redirect(log_file.as_fd(), 1).map_err(detaching)?;
     sys::redirect(log_file.as_fd(), 2).map_err(detaching)?;
     drop((null, log_file));
-    sys::close_other_fds(&[lock.fd(), report.as_raw_fd()]).map_err(detaching)
+    sys::close_other_fds(&[lock.fd(), report.as_raw_fd()]).map_err(detaching)?;
+    Ok(created_log)
 }
 
 /// Opens (or creates) the log for appending.
@@ -342,6 +433,20 @@ pub fn open_log(path: &Path) -> Result<File, Failure> {
         .mode(0o644)
         .open(path)
         .map_err(|e| Failure::io(format!("opening {}", path.display()), &e))
+}
+
+/// Opens the log as `open_log` does; also returns whether it was created.
+fn open_new_log(path: &Path) -> Result<(File, bool), Failure> {
+    let created = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path);
+    match created {
+        Ok(file) => Ok((file, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((open_log(path)?, false)),
+        Err(e) => Err(Failure::io(format!("opening {}", path.display()), &e)),
+    }
 }
 
 /// In the process that ran `herd start`: reads the supervisor's report and
@@ -357,7 +462,7 @@ fn wait_for_report(pipe: OwnedFd, paths: &StatePaths, log: &Path) -> u8 {
         crate::log::line(format_args!("{message}"));
         // So that a script may try again at once: the failed supervisor
         // holds its lock until it has exited.
-        wait_for_exit(paths, Duration::from_secs(5));
+        wait_for_exit(paths, None, Duration::from_secs(5));
         return code.parse().unwrap_or(crate::error::EXIT_HERD_FAILED);
     }
     crate::log::line(format_args!(
@@ -412,8 +517,12 @@ impl Service {
             .relative_to(&here);
         let log = here.join(settings.log.as_ref().unwrap_or(&paths.log));
         let chdir = here.join(settings.chdir.as_ref().unwrap_or(&here));
-        let lock = PidLock::acquire(&paths)?;
-        let report = detach(&lock, &log, settings.umask, &chdir)?;
+        let mut lock = PidLock::acquire(&paths)?;
+        let (report, created_log) = detach(&lock, &log, settings.umask, &chdir)?;
+        // Only the state directory's own log: one given with --log, or
+        // next to a --pidfile, is the user's to keep.
+        lock.owns_log =
+            settings.log.is_none() && paths.dir.is_some() && (created_log || lock.took_over);
         lock.write_pid(std::process::id() as i32)?;
         Ok(Service {
             lock: Some(lock),

@@ -1,11 +1,14 @@
-//! Locks, forks, sessions and credentials: what detaching a supervisor and
-//! guarding its state directory need.
+//! Locks, forks, sessions, credentials and a bounded connect: what detaching
+//! a supervisor, guarding its state directory and reaching it need.
 
 use super::{check, retry_eintr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
 
 /// Takes an exclusive lock on `file` without waiting. `Ok(false)`: another
 /// open file description holds it.
@@ -106,6 +109,46 @@ pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(credentials.uid)
 }
 
+/// Connects to the unix socket at `path`, waiting at most `timeout` (not
+/// zero) for room in its backlog, which fills when nobody accepts: then
+/// `WouldBlock` (EAGAIN). `timeout` stays the stream's write timeout.
+pub fn connect_with_timeout(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    // SAFETY: sockaddr_un is plain data, for which all zeroes is valid.
+    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    // The path must leave room for the NUL that ends it.
+    if bytes.len() >= address.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path is too long for a unix socket",
+        ));
+    }
+    for (slot, byte) in address.sun_path.iter_mut().zip(bytes) {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: socket has no memory arguments.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket, and nothing else owns it.
+    let stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    // Linux bounds a unix socket's wait for the backlog by its send timeout.
+    stream.set_write_timeout(Some(timeout))?;
+    // SAFETY: `address` is a valid sockaddr_un and the length is its size;
+    // connect only reads it. An interrupted connect on a unix socket leaves
+    // it unconnected, so it may be tried again.
+    retry_eintr(|| {
+        check(unsafe {
+            libc::connect(
+                stream.as_raw_fd(),
+                (&address as *const libc::sockaddr_un).cast(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        })
+    })?;
+    Ok(stream)
+}
+
 /// Closes every fd from 3 up except `keep`: a detached supervisor must not
 /// hold what its caller happened to leave open (a terminal, a pipe a CI
 /// runner waits on).
@@ -120,4 +163,13 @@ pub fn close_other_fds(keep: &[i32]) -> io::Result<()> {
         unsafe { libc::close(fd) };
     }
     Ok(())
+}
+
+/// Shuts a connected socket down both ways, so that the thread reading it
+/// sees the end of the connection. The caller makes sure `fd` is still the
+/// socket it means (not yet closed, so its number cannot have been reused).
+pub fn shut_down(fd: RawFd) {
+    // SAFETY: shutdown has no memory arguments; on a wrong or closed fd it
+    // fails with EBADF or ENOTSOCK and changes nothing.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }

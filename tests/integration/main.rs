@@ -2,6 +2,7 @@
 //! through the real herd binary.
 
 mod control;
+mod faults_control;
 mod group;
 mod input;
 mod loop_faults;
