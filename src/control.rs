@@ -7,10 +7,11 @@ use crate::error::Failure;
 use crate::signals;
 use crate::supervisor::{Event, Inbox};
 use crate::sys::daemon as sys;
+use crate::sys::fd;
 use crate::wire::{self, kind, Decoder, Frame};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,9 @@ const IDLE_CLIENT: Duration = Duration::from_secs(10);
 /// this stays far below the usual limit of 1024 fds, so clients can never
 /// take the fds that starting a process needs.
 const MAX_CLIENTS: usize = 64;
+
+/// How long `herd send` may wait for a process to take its bytes.
+const SEND_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long accepting waits after a failure other than an interruption:
 /// out of fds, the pending connection stays, and so would the failure.
@@ -347,17 +351,35 @@ fn answer(frame: Frame, events: &Inbox) -> (u8, Vec<u8>) {
     match reply.recv() {
         Ok(Reply::Ok(fields)) => (kind::OK, owned_fields(&fields)),
         Ok(Reply::Error(why)) => (kind::ERROR, error_body(&why)),
-        Ok(Reply::Stdin(mut pipe)) => match pipe.write_all(&input) {
-            Ok(()) => (kind::OK, Vec::new()),
-            Err(e) => (
-                kind::ERROR,
-                error_body(&format!(
-                    "writing to the process: {}",
-                    crate::error::describe(&e)
-                )),
-            ),
-        },
+        Ok(Reply::Stdin(pipe)) => write_stdin(&pipe, &input),
         Err(_) => (kind::ERROR, error_body("the supervisor is shutting down")),
+    }
+}
+
+/// Writes what `herd send` sent into a process's stdin pipe, waiting at
+/// most `SEND_PATIENCE` for a process that does not read it: a connection
+/// in the middle of a request keeps its slot, so it must not wait forever.
+fn write_stdin(pipe: &File, input: &[u8]) -> (u8, Vec<u8>) {
+    let failed = |why: String| {
+        (
+            kind::ERROR,
+            error_body(&format!("writing to the process: {why}")),
+        )
+    };
+    if let Err(e) = fd::set_nonblocking(pipe.as_fd()) {
+        return failed(crate::error::describe(&e));
+    }
+    let deadline = Instant::now()
+        .checked_add(SEND_PATIENCE)
+        .unwrap_or_else(Instant::now);
+    match fd::write_all_until(pipe.as_fd(), input, deadline) {
+        Ok(written) if written == input.len() => (kind::OK, Vec::new()),
+        Ok(written) => failed(format!(
+            "it took {written} of {} bytes and read no more for {}s",
+            input.len(),
+            SEND_PATIENCE.as_secs()
+        )),
+        Err(e) => failed(crate::error::describe(&e)),
     }
 }
 

@@ -109,6 +109,35 @@ pub fn write_vectored(fd: BorrowedFd, slices: &[IoSlice]) -> io::Result<usize> {
     }
 }
 
+/// Writes all of `bytes` to a non-blocking `fd` before `deadline`, waiting
+/// while it is full. Returns how many bytes went: all of them, or fewer when
+/// the deadline passed first. EINTR is retried; other errors are returned.
+pub fn write_all_until(
+    fd: BorrowedFd,
+    bytes: &[u8],
+    deadline: std::time::Instant,
+) -> io::Result<usize> {
+    let mut written = 0;
+    while let Some(rest) = bytes.get(written..).filter(|rest| !rest.is_empty()) {
+        // SAFETY: the pointer and length describe `rest`, readable memory.
+        let result =
+            check_size(unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) });
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(count) => written += count,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || !poll_one(fd, libc::POLLOUT, Some(left))? {
+                    return Ok(written);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
 /// Waits until `fd` has data or is at end of file, for at most `timeout`
 /// (`None`: however long it takes). Returns false when the time ran out.
 pub fn wait_readable(fd: BorrowedFd, timeout: Option<Duration>) -> io::Result<bool> {
@@ -179,6 +208,17 @@ mod tests {
                 return all;
             }
         }
+    }
+
+    #[test]
+    fn write_all_until_stops_at_its_deadline_on_a_full_pipe() {
+        let (read, write) = pipe().unwrap();
+        set_nonblocking(write.as_fd()).unwrap();
+        let bytes = vec![b'x'; 1 << 20];
+        let deadline = std::time::Instant::now() + Duration::from_millis(20);
+        let written = write_all_until(write.as_fd(), &bytes, deadline).unwrap();
+        assert!(written > 0 && written < bytes.len(), "{written}");
+        drop(read);
     }
 
     #[test]
