@@ -201,8 +201,12 @@ impl Herd {
 
     /// The supervisor, its processes, its pid file and socket are all gone.
     fn assert_gone(&self, supervisor: u32) {
-        self.ensure(!is_alive(supervisor), "the supervisor is still alive");
-        self.ensure(self.processes().is_empty(), "processes are left");
+        // The lock goes as the supervisor exits, a moment before it is gone.
+        wait_until(
+            "the supervisor and its processes to be gone",
+            || !is_alive(supervisor) && self.processes().is_empty(),
+            || self.story(),
+        );
         for file in ["pid", "control.sock"] {
             self.ensure(!self.path(file).exists(), &format!("{file} is left"));
         }
