@@ -868,40 +868,6 @@ fn status_as_a_user_who_cannot_read_the_state_dir_is_unknown_not_stopped() {
     herd.stop();
 }
 
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut bytes = u32::try_from(body.len() + 1)
-        .unwrap()
-        .to_be_bytes()
-        .to_vec();
-    bytes.push(kind);
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-const HELLO: u8 = 1;
-const REQUEST: u8 = 2;
-const OK: u8 = 16;
-const ERROR: u8 = 17;
-
-/// Reads one frame: kind and body. `None`: the supervisor closed the
-/// connection.
-fn read_frame(stream: &mut UnixStream) -> Option<(u8, String)> {
-    let mut prefix = [0u8; 4];
-    match stream.read_exact(&mut prefix) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
-        Err(e) => panic!("no frame from the supervisor within {DEADLINE:?}: {e}"),
-    }
-    let length = u32::from_be_bytes(prefix) as usize;
-    assert!((1..=1 << 20).contains(&length), "a reply of {length} bytes");
-    let mut payload = vec![0u8; length];
-    stream.read_exact(&mut payload).expect("a whole reply");
-    Some((
-        payload[0],
-        String::from_utf8_lossy(&payload[1..]).into_owned(),
-    ))
-}
-
 fn connect(herd: &Herd) -> UnixStream {
     let stream = UnixStream::connect(herd.socket()).expect("connecting to control.sock");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();

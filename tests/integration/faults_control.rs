@@ -4,7 +4,7 @@
 
 use crate::util::*;
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -165,39 +165,6 @@ fn send_signal_quietly(pid: u32, name: &str) {
         .arg(pid.to_string())
         .stderr(Stdio::null())
         .status();
-}
-
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut bytes = u32::try_from(body.len() + 1)
-        .unwrap()
-        .to_be_bytes()
-        .to_vec();
-    bytes.push(kind);
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-const HELLO: u8 = 1;
-const REQUEST: u8 = 2;
-const OK: u8 = 16;
-
-/// One frame: kind and body. `None`: the supervisor closed the connection.
-fn read_frame(stream: &mut UnixStream) -> Option<(u8, String)> {
-    let mut prefix = [0u8; 4];
-    match stream.read_exact(&mut prefix) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
-        Err(e) => panic!("no frame from the supervisor within {DEADLINE:?}: {e}"),
-    }
-    let length = u32::from_be_bytes(prefix) as usize;
-    assert!((1..=1 << 20).contains(&length), "a reply of {length} bytes");
-    let mut payload = vec![0u8; length];
-    stream.read_exact(&mut payload).expect("a whole reply");
-    Some((
-        payload[0],
-        String::from_utf8_lossy(&payload[1..]).into_owned(),
-    ))
 }
 
 /// The CPU time `pid` has used (all its threads, user and system), in

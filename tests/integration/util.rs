@@ -587,3 +587,41 @@ impl Drop for Marker {
         }
     }
 }
+
+/// The control protocol's frame kinds (man/herd.1, PROTOCOL).
+pub const HELLO: u8 = 1;
+pub const REQUEST: u8 = 2;
+pub const OK: u8 = 16;
+pub const ERROR: u8 = 17;
+
+/// One frame as the control protocol writes it: length, kind, body.
+pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut bytes = u32::try_from(body.len() + 1)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    bytes.push(kind);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Reads one frame: kind and body. `None`: the supervisor closed the
+/// connection (or reset it).
+pub fn read_frame(stream: &mut std::os::unix::net::UnixStream) -> Option<(u8, String)> {
+    use std::io::ErrorKind;
+    let mut prefix = [0u8; 4];
+    match stream.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+        Err(e) => panic!("no frame from the supervisor within {DEADLINE:?}: {e}"),
+    }
+    let length = u32::from_be_bytes(prefix) as usize;
+    assert!((1..=1 << 20).contains(&length), "a reply of {length} bytes");
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).expect("a whole reply");
+    Some((
+        payload[0],
+        String::from_utf8_lossy(&payload[1..]).into_owned(),
+    ))
+}
