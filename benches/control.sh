@@ -4,6 +4,8 @@
 #
 #   bash benches/control.sh              # from the repository root
 #   RUNS=200 bash benches/control.sh     # quicker, noisier
+#   HERD=/other/tree/target/release/herd bash benches/control.sh
+#                                        # another build, measured as it is
 #
 # Starts one supervisor (`herd start -c s='exec sleep 1000'`) in a temporary
 # state directory, then times, in one run, RUNS executions of each of:
@@ -45,7 +47,7 @@ log() { printf '%s\n' "$*" >&2; }
 
 TMP=$(mktemp -d -t herd-control-bench.XXXXXX)
 STATE=$TMP/group        # the supervisor's state directory
-HERD=$PWD/target/release/herd
+HERD=${HERD:-}          # default: this tree's release build, made below
 SUP_PID=
 HELPER=
 
@@ -88,8 +90,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- build and tools -----------------------------------------------------------
-log "building herd ..."
-cargo build --release --quiet
+if [[ -z $HERD ]]; then
+    log "building herd ..."
+    cargo build --release --quiet
+    HERD=$PWD/target/release/herd
+fi
+HERD=$(realpath "$HERD")    # as /proc/PID/exe shows it
 if ! command -v taskset >/dev/null; then
     log "installing util-linux (taskset) ..."
     export DEBIAN_FRONTEND=noninteractive
@@ -106,6 +112,14 @@ SUP_PID=$(<"$STATE/pid")
 shown=$("$HERD" status --state-dir "$STATE")
 running=$'\n''s +running '
 [[ $shown =~ $running ]] || { log "herd status does not show s running: $shown"; exit 1; }
+
+# Where a binary comes from: the commit of the git tree it was built in.
+origin() {
+    local tree
+    tree=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null) || { echo "\`$1\`"; return; }
+    printf '`%s`, built in %s at %s%s' "$1" "$tree" "$(git -C "$tree" rev-parse --short HEAD)" \
+        "$(git -C "$tree" diff --quiet HEAD -- src || echo ' with uncommitted changes in src/')"
+}
 
 cat >"$TMP/measure.py" <<'PY'
 import gc, os, random, socket, statistics, struct, sys, time
@@ -270,7 +284,7 @@ print(f"\nLoad average: {load_before} before, {after} after (anything else runni
 PY
 
 cat <<EOF
-- herd $("$HERD" --version | cut -d' ' -f2) from the working tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src/') (\`target/release/herd\`), $(rustc --version | cut -d' ' -f1-2)
+- herd $("$HERD" --version | cut -d' ' -f2): $(origin "$HERD"), $(rustc --version | cut -d' ' -f1-2)
 - supervisor: \`herd start --state-dir DIR -c s='exec sleep 1000'\` (pid $SUP_PID); timer and commands: $(python3 --version 2>&1), os.posix_spawn + waitpid
 - machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r); "same": all on CPU $CLIENT_CPU, "split": supervisor on CPU $SUPERVISOR_CPU, commands on CPU $CLIENT_CPU
 

@@ -3,6 +3,13 @@
 #
 #   bash benches/group.sh                   # from the repository root
 #   ROUNDS=3 REPEATS=2 bash benches/group.sh   # quicker, noisier
+#   HERD=/new/target/release/herd HERD_STATIC=/new/target/x86_64-unknown-linux-gnu/release/herd \
+#   HERD_OTHER=/old/target/release/herd bash benches/group.sh   # other builds
+#
+# HERD and HERD_STATIC default to this tree's builds, which the script then
+# makes itself; a binary given in either is measured as it is, not built.
+# HERD_OTHER (optional) is a second dynamic herd, measured in A, B and C
+# beside HERD in the same interleaved rounds, to compare two builds of herd.
 #
 # Measures, in one run, each candidate beside its baseline:
 #   A. output throughput of one writer printing 80-byte lines as fast as it
@@ -12,6 +19,11 @@
 #      time from launch until all N sleeps run, time from SIGTERM until the
 #      supervisor has exited, and the supervisor's own memory while they run
 #      (and the same with 1 process, for the increment per process);
+#   C. the restart gap: `exit 1` restarted at once, over and over (`--restart
+#      always --backoff-min 0 --backoff-max 0`), the time from each run's exit
+#      to the spawn of the next, beside a python3 loop that does only
+#      posix_spawn and waitpid of the same `sh -c 'exit 1'` (needs root for
+#      the kernel's process events; skipped with a note without them);
 # and prints markdown tables with the goals of issue 3 and whether each is
 # met. It is a report: it never fails because a goal is missed.
 #
@@ -82,15 +94,25 @@ trap 'exit 143' TERM
 # The static build goes through an explicit --target, as in run-overhead.sh,
 # so it never touches target/release/.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
-log "building herd (dynamic and static) ..."
-cargo build --release --quiet
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet --target "$HOST"
-HERD=$PWD/target/release/herd
-HERD_STATIC=$PWD/target/$HOST/release/herd
+if [[ -z ${HERD:-} ]]; then
+    log "building herd (dynamic) ..."
+    cargo build --release --quiet
+    HERD=$PWD/target/release/herd
+fi
+if [[ -z ${HERD_STATIC:-} ]]; then
+    log "building herd (static) ..."
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet --target "$HOST"
+    HERD_STATIC=$PWD/target/$HOST/release/herd
+fi
+HERD=$(realpath "$HERD")
+HERD_STATIC=$(realpath "$HERD_STATIC")
+HERD_OTHER=${HERD_OTHER:+$(realpath "$HERD_OTHER")}
+RESTARTS=${RESTARTS:-200}           # restarts per run (C)
+RESTART_RUNS=${RESTART_RUNS:-10}    # runs per candidate (C)
 # A binary just written by the linker sits in dirty page-cache pages until
 # writeback, and smaps counts those as Private_Dirty of whoever maps them:
 # flush them so that herd's Private_Dirty is its own memory.
-sync "$HERD" "$HERD_STATIC"
+sync "$HERD" "$HERD_STATIC" ${HERD_OTHER:+"$HERD_OTHER"}
 
 # --- the other tools -----------------------------------------------------------
 missing=()
@@ -163,13 +185,13 @@ PY
 #    /dev/null, stderr to a file) and reaped with os.wait4, timed with
 #    time.perf_counter; the rusage of wait4 gives the CPU time of the whole
 #    tree (the supervisor and everything it reaped);
-#  * throughput: rounds in which raw and herd run back to back, their order
-#    swapped every round, then the others in a random order; medians. Each
-#    candidate is also run once with an empty writer (0 bytes), and the rate
-#    is its size over (median wall time - median empty-run time), so the
-#    start-up of node or of Python (tens to hundreds of ms) does not count
-#    against the slow candidates, which run a smaller size; the plain rate
-#    over the wall time is shown too;
+#  * throughput: rounds in which raw and herd (and HERD_OTHER) run back to
+#    back, their order turned every round, then the others in a random order;
+#    medians. Each candidate is also run once with an empty writer (0
+#    bytes), and the rate is its size over (median wall time - median
+#    empty-run time), so the start-up of node or of Python (tens to hundreds
+#    of ms) does not count against the slow candidates, which run a smaller
+#    size; the plain rate over the wall time is shown too;
 #  * groups: the helper polls the supervisor's children in /proc (1 ms) until
 #    N of them are `sleep` (herd runs `sh -c 'exec sleep 1000'`, so sh has
 #    become sleep by then), waits SETTLE s, reads the supervisor's
@@ -178,11 +200,13 @@ PY
 #  * the helper is a child subreaper: anything orphaned comes back to it and
 #    is killed on the way out.
 cat >"$TMP/measure.py" <<'PY'
-import ctypes, os, random, shutil, signal, statistics, subprocess, sys, time
+import ctypes, errno, gc, os, random, shutil, signal, socket, statistics, struct, subprocess, sys
+import time
 
-(tmp, herd, herd_static, supervisord, honcho, concurrently,
- rounds, repeats, group_size, settle, size_raw, size_conc, size_honcho) = sys.argv[1:]
+(tmp, herd, herd_static, herd_other, supervisord, honcho, concurrently, rounds, repeats,
+ group_size, settle, size_raw, size_conc, size_honcho, restarts, restart_runs) = sys.argv[1:]
 rounds, repeats, group_size = int(rounds), int(repeats), int(group_size)
+restarts, restart_runs = int(restarts), int(restart_runs)
 settle = float(settle)
 size_raw, size_conc, size_honcho = int(size_raw), int(size_conc), int(size_honcho)
 
@@ -267,6 +291,10 @@ tools = {
     "concurrently": (size_conc, lambda n: [concurrently, "-n", "w", writer(n)], b"[w] "),
     "honcho": (size_honcho, lambda n: [honcho, "start", "-f", procfile(n)], None),
 }
+OTHER = "herd (HERD_OTHER)"
+if herd_other:
+    tools[OTHER] = (size_raw, lambda n: [herd_other, "run", "--color", "never", "-c",
+                                         f"w={writer(n)}", "--oneshot", "w"], b"w    | ")
 commands = {
     WRITER_ALONE: "sh -c 'WRITER' > /dev/null",
     RAW: "sh -c 'WRITER \\| cat' > /dev/null",
@@ -274,6 +302,7 @@ commands = {
     "herd --timestamps": "herd run --color never --timestamps -c w='WRITER' --oneshot w > /dev/null",
     "concurrently": "concurrently -n w 'WRITER' > /dev/null",
     "honcho": "honcho start -f Procfile > /dev/null",
+    OTHER: "herd run --color never -c w='WRITER' --oneshot w > /dev/null",
 }
 
 def timed(argv, stdout=null):
@@ -318,9 +347,9 @@ walls = {label: [] for label in tools}
 cpus = {label: [] for label in tools}
 empties = {label: [] for label in tools}
 for round_ in range(rounds):
-    pair = [RAW, "herd"]
-    if round_ % 2:
-        pair.reverse()
+    # raw and herd (and HERD_OTHER) back to back, their order turned every round
+    pair = [RAW, "herd"] + ([OTHER] if herd_other else [])
+    pair = pair[round_ % len(pair):] + pair[:round_ % len(pair)]
     rest = [l for l in tools if l not in pair]
     random.shuffle(rest)
     for label in pair + rest:
@@ -329,7 +358,7 @@ for round_ in range(rounds):
         walls[label].append(wall)
         cpus[label].append(cpu)
     note(f"  round {round_ + 1}: " + ", ".join(
-        f"{l.split(' ')[0]} {walls[l][-1]:.2f}s" for l in pair + rest))
+        f"{'other' if l == OTHER else l.split(' ')[0]} {walls[l][-1]:.2f}s" for l in pair + rest))
 for _ in range(rounds):
     order = list(tools)
     random.shuffle(order)
@@ -382,6 +411,9 @@ for name, other, goal in ratios:
     row(name, f"{value:.2f}", f"≥ {goal:g}", met(value >= goal))
 row("herd --timestamps / raw (no goal)", f"{rate['herd --timestamps'][0] / rate[RAW][0]:.2f}",
     "—", "")
+if herd_other:
+    row(f"{OTHER} / raw (no goal)", f"{rate[OTHER][0] / rate[RAW][0]:.2f}", "—", "")
+    row(f"herd / {OTHER} (no goal)", f"{herd_rate / rate[OTHER][0]:.3f}", "—", "")
 
 # ---------------------------------------------------------------- B: groups
 def herd_argv(binary, n, *extra):
@@ -483,6 +515,9 @@ groups = [  # (label, supervisor, processes, argv)
     ("supervisord", "supervisord", N, supervisord_argv(N)),
     ("supervisord", "supervisord", 1, supervisord_argv(1)),
 ]
+if herd_other:
+    groups += [(OTHER, OTHER, N, herd_argv(herd_other, N)),
+               (OTHER, OTHER, 1, herd_argv(herd_other, 1))]
 note(f"groups: {repeats} runs of each of {len(groups)} ...")
 results = {(g[0], g[2]): [] for g in groups}
 for repeat in range(repeats):
@@ -523,7 +558,7 @@ print(f"\nherd runs `herd run --color never -c s0='exec sleep 1000' ... -c s{N -
 print(f"Increment per extra process, (value with {N} − value with 1) / {N - 1}:\n")
 row("supervisor", "VmHWM KiB", "RssAnon KiB", "Private_Dirty KiB")
 row("---", "---:", "---:", "---:")
-for label in ("herd", "herd (static)", "supervisord"):
+for label in ("herd", "herd (static)", "supervisord") + ((OTHER,) if herd_other else ()):
     big, one = s[(label, N)][2], s[(label, 1)][2]
     row(label, *(f"{(big[f] - one[f]) / (N - 1):.1f}" for f in ("VmHWM", "RssAnon",
                                                                   "Private_Dirty")))
@@ -555,12 +590,168 @@ for label in ("herd", "herd (static)"):
     inc = (private(big) - private(one)) / (N - 1)
     cells.append(f"{met(inc <= 16)} ({inc:.1f} KiB)")
 row("private memory per extra process ≤ 16 KiB", *cells)
+
+# ---------------------------------------------------------------- C: restart gap
+# The kernel's process events (the proc connector over netlink, root only):
+# a fork event for every process created and an exit event for every process
+# that exits, each stamped by the kernel (CLOCK_MONOTONIC, ns) when it happens,
+# so neither the helper's scheduling nor herd's output path is in the figures.
+# The helper only reads them after each run: herd stops itself, since
+# `--start-limit RESTARTS` has it give up, and exit 1, at the restart after the
+# last one; the socket's buffer holds the events in between.
+NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC, PROC_CN_MCAST_LISTEN = 11, 1, 1, 1
+NLMSG_DONE, SO_RCVBUFFORCE = 3, 33
+PROC_EVENT_FORK, PROC_EVENT_EXIT = 0x00000001, 0x80000000
+NLMSG, CN_MSG = struct.Struct("=IHHII"), struct.Struct("=IIIIHH")
+# struct proc_event: what, cpu, timestamp_ns, then for fork (parent pid, parent
+# tgid, child pid, child tgid) and for exit (pid, tgid, ...).
+EVENT = struct.Struct("=IIQIIII")
+EVENT_AT = NLMSG.size + CN_MSG.size
+
+def process_events():
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+    sock.bind((0, CN_IDX_PROC))
+    op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
+    body = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
+    sock.send(NLMSG.pack(NLMSG.size + len(body), NLMSG_DONE, 0, 0, 0) + body)
+    sock.setblocking(False)
+    return sock
+
+def drain(sock):
+    """The events queued so far: (what, ns, ids...)."""
+    events = []
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return events
+        except OSError as e:
+            if e.errno == errno.ENOBUFS:
+                sys.exit("restart gap: the kernel dropped process events (socket buffer full)")
+            raise
+        if len(data) >= EVENT_AT + EVENT.size:
+            what, _, ns, a, b, c, d = EVENT.unpack_from(data, EVENT_AT)
+            events.append((what, ns, a, b, c, d))
+
+def spawn_gaps(events, parent, n):
+    """The spawns of `parent` (new processes, not threads) and their exits:
+    (exit of run k → spawn of run k+1, spawn k → spawn k+1) in ns, k = 1..n."""
+    spawned, exited = [], {}
+    for what, ns, a, b, c, d in events:
+        if what == PROC_EVENT_FORK and b == parent and c == d:
+            spawned.append((c, ns))
+        elif what == PROC_EVENT_EXIT and a == b:
+            exited[a] = ns
+    if len(spawned) != n + 1 or any(pid not in exited for pid, _ in spawned[:n]):
+        sys.exit(f"restart gap: pid {parent} spawned {len(spawned)} processes, expected {n + 1}")
+    return [(spawned[k + 1][1] - exited[spawned[k][0]], spawned[k + 1][1] - spawned[k][1])
+            for k in range(n)]
+
+EXIT_1 = ["/bin/sh", "-c", "exit 1"]   # what herd runs for `-c f='exit 1'`
+
+def herd_restarts(binary):
+    argv = [binary, "run", "--color", "never", "-c", "f=exit 1", "--restart", "f=always",
+            "--backoff-min", "0", "--backoff-max", "0", "--start-limit", str(restarts)]
+    pid = spawn(argv)
+    code, _ = reap(pid, argv)
+    if code != 1:
+        sys.exit(f"restart gap: {argv} exited with {code}, expected 1 (gave up)")
+    return pid
+
+def python_restarts(_):
+    # The least a restarter can do, in the same interpreter as the helper:
+    # spawn, wait for the exit, spawn again at once.
+    for _ in range(restarts + 1):
+        code, _ = reap(spawn(EXIT_1), EXIT_1)
+        if code != 1:
+            sys.exit(f"restart gap: {EXIT_1} exited with {code}, expected 1")
+    return os.getpid()
+
+restart_candidates = [("herd", herd_restarts, herd)]
+if herd_other:
+    restart_candidates.append((OTHER, herd_restarts, herd_other))
+BASELINE = "python3 loop (baseline)"
+restart_candidates.append((BASELINE, python_restarts, None))
+restart_commands = {
+    "herd": "`herd run --color never -c f='exit 1' --restart f=always --backoff-min 0 "
+            f"--backoff-max 0 --start-limit {restarts}`",
+    BASELINE: "`os.posix_spawn` of `/bin/sh -c 'exit 1'`, `os.waitpid`, again",
+}
+restart_commands[OTHER] = restart_commands["herd"]
+
+print(f"\n### C. Restart gap: `exit 1` restarted at once, {restart_runs} runs of "
+      f"{restarts} restarts per candidate, interleaved\n")
+try:
+    events_socket = process_events()
+except OSError as e:
+    events_socket = None
+    print(f"Not measured: no process events from the kernel ({e}).")
+if events_socket is not None:
+    note(f"restart gap: {restart_runs} runs of {restarts} restarts, {len(restart_candidates)} "
+         "candidates ...")
+    gaps = {label: [] for label, _, _ in restart_candidates}
+    for run in range(restart_runs):
+        order = list(restart_candidates)
+        random.shuffle(order)
+        for label, measure, binary in order:
+            drain(events_socket)
+            gc.disable()
+            parent = measure(binary)
+            gc.enable()
+            gaps[label] += spawn_gaps(drain(events_socket), parent, restarts)
+        note(f"  run {run + 1}: " + ", ".join(
+            f"{l} {med(g[0] for g in gaps[l][-restarts:]) / 1000:.0f} µs"
+            for l, _, _ in restart_candidates))
+    events_socket.close()
+
+    def pct(values, p):
+        ordered = sorted(values)
+        rank = (len(ordered) - 1) * p
+        low = int(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+    us = lambda ns: f"{ns / 1000:.0f}"
+    base = med(g[0] for g in gaps[BASELINE])
+    row("candidate", "command", "exit → next spawn, median µs", "p90 µs", "p99 µs",
+        "spawn → next spawn, median µs", "p99 µs", "restarts/s", "exit → spawn / baseline's")
+    row("---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+    for label, _, _ in restart_candidates:
+        exit_spawn = [g[0] for g in gaps[label]]
+        cycle = [g[1] for g in gaps[label]]
+        row(label, restart_commands[label], us(med(exit_spawn)),
+            us(pct(exit_spawn, 0.9)), us(pct(exit_spawn, 0.99)), us(med(cycle)),
+            us(pct(cycle, 0.99)), f"{1e9 / med(cycle):.0f}",
+            "—" if label == BASELINE else f"{med(exit_spawn) / base:.2f}")
+    print(f"\nTimes are the kernel's, from its process events: from the exit event of one run "
+          f"of `/bin/sh -c 'exit 1'` (sent in do_exit right after the parent is signalled) to "
+          f"the fork event of the next run's process (sent by clone(2)), of the same parent; "
+          f"{restart_runs * restarts} gaps per candidate. Exit → next spawn is the "
+          f"supervisor's own latency: waking at SIGCHLD, reaping, the restart decision, its "
+          f"three lines (to /dev/null), the spawn up to clone(2). Spawn → next spawn adds the "
+          f"child's own life (exec of sh, exit). herd stops itself: `--start-limit {restarts}` "
+          f"has it give up (exit 1) instead of restart {restarts + 1}. The baseline is the "
+          f"least a restarter can do, in the helper's own python3, so the ratio is a yardstick "
+          f"for this machine's noise, not a goal.")
 PY
 
 # The header of the report: what ran, where.
+# Where a binary comes from: the commit of the git tree it was built in.
+origin() {
+    local tree
+    tree=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null) || { echo "\`$1\`"; return; }
+    printf '`%s`, built in %s at %s%s' "$1" "$tree" "$(git -C "$tree" rev-parse --short HEAD)" \
+        "$(git -C "$tree" diff --quiet HEAD -- src || echo ' with uncommitted changes in src/')"
+}
 cat <<EOF
-- herd $("$HERD" --version | cut -d' ' -f2) from the working tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src/') (\`target/release/herd\`, dynamic;
-  \`target/$HOST/release/herd\`, static), $(rustc --version | cut -d' ' -f1-2)
+- herd $("$HERD" --version | cut -d' ' -f2) (dynamic): $(origin "$HERD")
+- herd (static): $(origin "$HERD_STATIC")${HERD_OTHER:+
+- herd (HERD_OTHER), dynamic: $(origin "$HERD_OTHER")}
+- $(rustc --version | cut -d' ' -f1-2); load average $(cut -d' ' -f1-3 /proc/loadavg)
 - supervisord $("$SUPERVISORD" --version) (Debian), honcho $("$HONCHO" --version 2>&1 | awk '{print $NF}'),
   concurrently $("$CONCURRENTLY" --version) (node $(node --version)), helper and writer on $(python3 --version 2>&1)
 - machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)
@@ -572,9 +763,9 @@ EOF
 log "measuring (a few minutes) ..."
 # In the background, so that a signal to this script runs the trap at once
 # (bash runs traps only between commands, and `wait` is cut short by one).
-env "$MARKER" python3 "$TMP/measure.py" "$TMP" "$HERD" "$HERD_STATIC" "$SUPERVISORD" \
-    "$HONCHO" "$CONCURRENTLY" "$ROUNDS" "$REPEATS" "$GROUP_SIZE" "$SETTLE" \
-    "$SIZE_RAW" "$SIZE_CONCURRENTLY" "$SIZE_HONCHO" &
+env "$MARKER" python3 "$TMP/measure.py" "$TMP" "$HERD" "$HERD_STATIC" "$HERD_OTHER" \
+    "$SUPERVISORD" "$HONCHO" "$CONCURRENTLY" "$ROUNDS" "$REPEATS" "$GROUP_SIZE" "$SETTLE" \
+    "$SIZE_RAW" "$SIZE_CONCURRENTLY" "$SIZE_HONCHO" "$RESTARTS" "$RESTART_RUNS" &
 HELPER=$!
 wait "$HELPER"
 HELPER=

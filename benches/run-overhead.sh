@@ -3,6 +3,15 @@
 #
 #   bash benches/run-overhead.sh            # from the repository root
 #   RUNS=500 bash benches/run-overhead.sh   # quicker, noisier
+#   HERD=/other/tree/target/release/herd \
+#   HERD_STATIC=/other/tree/target/x86_64-unknown-linux-gnu/release/herd \
+#       bash benches/run-overhead.sh        # measure another build of herd
+#
+# HERD and HERD_STATIC default to this tree's builds, which the script then
+# makes itself; a binary given in either is measured as it is, not built.
+# HERD_OTHER and HERD_OTHER_STATIC (optional) are two more builds of herd,
+# timed in the same interleaved rounds and read the same way, to compare two
+# builds with each other as well as with tini.
 #
 # Measures, in one run:
 #   1. wall time of `SUP -- /bin/true` (start-up + spawn + reap + exit),
@@ -30,12 +39,21 @@ log() { printf '%s\n' "$*" >&2; }
 # The static build goes through an explicit --target, so its artifacts land in
 # target/x86_64-unknown-linux-gnu/ and its RUSTFLAGS never touch (or force a
 # rebuild of) the normal target/release/ build: no separate CARGO_TARGET_DIR.
-log "building herd (dynamic and static) ..."
-cargo build --release --quiet
-RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --release --quiet --target x86_64-unknown-linux-gnu
-HERD_DYN=$PWD/target/release/herd
-HERD_STATIC=$PWD/target/x86_64-unknown-linux-gnu/release/herd
+if [[ -z ${HERD:-} ]]; then
+    log "building herd (dynamic) ..."
+    cargo build --release --quiet
+    HERD=$PWD/target/release/herd
+fi
+if [[ -z ${HERD_STATIC:-} ]]; then
+    log "building herd (static) ..."
+    RUSTFLAGS='-C target-feature=+crt-static' \
+        cargo build --release --quiet --target x86_64-unknown-linux-gnu
+    HERD_STATIC=$PWD/target/x86_64-unknown-linux-gnu/release/herd
+fi
+HERD_DYN=$(realpath "$HERD")
+HERD_STATIC=$(realpath "$HERD_STATIC")
+HERD_OTHER=${HERD_OTHER:+$(realpath "$HERD_OTHER")}
+HERD_OTHER_STATIC=${HERD_OTHER_STATIC:+$(realpath "$HERD_OTHER_STATIC")}
 
 # --- 2. the other supervisors ------------------------------------------------
 # Debian's packages, so the comparison is with what users actually get.
@@ -83,8 +101,13 @@ cat >"$TMP/measure.py" <<'PY'
 import gc, os, random, statistics, subprocess, sys, time
 
 runs, warmup, rss_repeats = (int(a) for a in sys.argv[1:4])
-herd_dyn, herd_static, tini, dumb_init = sys.argv[4:8]
+herd_dyn, herd_static, tini, dumb_init, herd_other, herd_other_static = sys.argv[4:10]
 TRUE = "/bin/true"
+# The builds given in HERD_OTHER and HERD_OTHER_STATIC, if any: measured like
+# the others, reported as well, left out of the goals.
+others = [(label, path) for label, path in (("herd (HERD_OTHER)", herd_other),
+                                            ("herd (HERD_OTHER_STATIC)", herd_other_static))
+          if path]
 
 candidates = [  # (label, argv); argv[0] is an absolute path for posix_spawn
     ("bare `true`", [TRUE]),
@@ -92,7 +115,7 @@ candidates = [  # (label, argv); argv[0] is an absolute path for posix_spawn
     ("dumb-init", [dumb_init, TRUE]),
     ("herd (dynamic)", [herd_dyn, "run", "--", TRUE]),
     ("herd (static)", [herd_static, "run", "--", TRUE]),
-]
+] + [(label, [path, "run", "--", TRUE]) for label, path in others]
 
 null = os.open(os.devnull, os.O_RDWR)
 redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
@@ -179,7 +202,7 @@ supervisors = [
     ("dumb-init", [dumb_init, "sleep", "1"]),
     ("herd (dynamic)", [herd_dyn, "run", "--", "sleep", "1"]),
     ("herd (static)", [herd_static, "run", "--", "sleep", "1"]),
-]
+] + [(label, [path, "run", "--", "sleep", "1"]) for label, path in others]
 memory = {}
 for label, argv in supervisors:
     readings = [peak_rss(argv) for _ in range(rss_repeats)]
@@ -195,7 +218,7 @@ def file_kind(path):
     return out.strip()
 
 binaries = [("herd (dynamic)", herd_dyn), ("herd (static)", herd_static),
-            ("tini", tini), ("dumb-init", dumb_init)]
+            ("tini", tini), ("dumb-init", dumb_init)] + others
 size = {label: os.path.getsize(path) for label, path in binaries}
 MiB = 1024 * 1024
 
@@ -211,12 +234,20 @@ for label, argv in candidates:
     row(label, f"`{shown}`", f"{median[label]:.0f}", f"{p90[label]:.0f}",
         "—" if label.startswith("bare") else f"{overhead[label]:.0f}")
 print()
-row("ratio", "herd (dynamic) / tini", "herd (static) / tini")
-row("---", "---:", "---:")
-row("median wall time", f"{median['herd (dynamic)'] / median['tini']:.2f}",
-    f"{median['herd (static)'] / median['tini']:.2f}")
-row("overhead over bare `true`", f"{overhead['herd (dynamic)'] / overhead['tini']:.2f}",
-    f"{overhead['herd (static)'] / overhead['tini']:.2f}")
+herds = ["herd (dynamic)", "herd (static)"] + [label for label, _ in others]
+row("ratio", *(f"{label} / tini" for label in herds))
+row("---", *["---:"] * len(herds))
+row("median wall time", *(f"{median[label] / median['tini']:.2f}" for label in herds))
+row("overhead over bare `true`", *(f"{overhead[label] / overhead['tini']:.2f}" for label in herds))
+pairs = [(mine, other) for mine, other in (("herd (dynamic)", "herd (HERD_OTHER)"),
+                                           ("herd (static)", "herd (HERD_OTHER_STATIC)"))
+         if other in median]
+if pairs:
+    print()
+    row("ratio", *(f"{mine} / {other}" for mine, other in pairs))
+    row("---", *["---:"] * len(pairs))
+    row("median wall time", *(f"{median[m] / median[o]:.3f}" for m, o in pairs))
+    row("overhead over bare `true`", *(f"{overhead[m] / overhead[o]:.3f}" for m, o in pairs))
 
 print(f"\n### Memory of the supervisor while it runs `sleep 1` (median of {rss_repeats})\n")
 row("supervisor", "VmHWM KiB", "VmRSS KiB", "RssAnon KiB", "RssFile KiB", "threads",
@@ -255,6 +286,22 @@ row("static binary ≤ 1.5 MiB", "n/a",
     f"{met(static_ok)} ({size['herd (static)'] / MiB:.2f} MiB)")
 PY
 
+# Where a binary comes from: the commit of the git tree it was built in.
+origin() {
+    local tree
+    tree=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null) || { echo "\`$1\`"; return; }
+    printf '`%s`, built in %s at %s%s' "$1" "$tree" "$(git -C "$tree" rev-parse --short HEAD)" \
+        "$(git -C "$tree" diff --quiet HEAD -- src || echo ' with uncommitted changes in src/')"
+}
+cat <<EOF
+- herd (dynamic): $(origin "$HERD_DYN")
+- herd (static): $(origin "$HERD_STATIC")${HERD_OTHER:+
+- herd (HERD_OTHER): $(origin "$HERD_OTHER")}${HERD_OTHER_STATIC:+
+- herd (HERD_OTHER_STATIC): $(origin "$HERD_OTHER_STATIC")}
+- $(rustc --version | cut -d' ' -f1-2); machine: $(nproc) CPUs, Linux $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)
+
+EOF
+
 log "measuring ($RUNS rounds; this takes a minute or two) ..."
 python3 "$TMP/measure.py" "$RUNS" "$WARMUP" "$RSS_REPEATS" \
-    "$HERD_DYN" "$HERD_STATIC" "$TINI" "$DUMB_INIT"
+    "$HERD_DYN" "$HERD_STATIC" "$TINI" "$DUMB_INIT" "$HERD_OTHER" "$HERD_OTHER_STATIC"
