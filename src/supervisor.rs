@@ -20,7 +20,7 @@ use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, IsTerminal};
@@ -180,12 +180,12 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         output,
         verbose: args.verbose,
         inbox,
-        processes: HashMap::new(),
-        groups: HashMap::new(),
-        readers: HashMap::new(),
-        stdin_pipes: HashMap::new(),
-        probes: HashMap::new(),
-        clients: HashMap::new(),
+        processes: IdMap::new(),
+        groups: IdMap::new(),
+        readers: IdMap::new(),
+        stdin_pipes: IdMap::new(),
+        probes: IdMap::new(),
+        clients: IdMap::new(),
         next_client: 1,
         took_terminal: false,
         next_group_poll: None,
@@ -224,6 +224,41 @@ fn adopt_orphans(subreaper: bool) -> Result<bool, Failure> {
     Ok(is_init)
 }
 
+/// What the executor keeps per instance or client: a few dozen entries at
+/// most, so a list searched in order is smaller and cheaper than a hash map.
+struct IdMap<V>(Vec<(u64, V)>);
+
+impl<V> IdMap<V> {
+    fn new() -> IdMap<V> {
+        IdMap(Vec::new())
+    }
+
+    fn insert(&mut self, id: u64, value: V) {
+        self.remove(&id);
+        self.0.push((id, value));
+    }
+
+    fn get(&self, id: &u64) -> Option<&V> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == id)
+            .map(|(_, value)| value)
+    }
+
+    fn contains_key(&self, id: &u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<V> {
+        let at = self.0.iter().position(|(key, _)| key == id)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u64, &V)> {
+        self.0.iter().map(|(key, value)| (key, value))
+    }
+}
+
 /// How to start one unit.
 struct Launch {
     argv: Vec<OsString>,
@@ -245,14 +280,14 @@ struct Executor<'a> {
     verbose: bool,
     inbox: Inbox,
     /// Main processes not reaped yet.
-    processes: HashMap<InstanceId, LivePid>,
+    processes: IdMap<LivePid>,
     /// Process groups that may still have members.
-    groups: HashMap<InstanceId, LiveGroup>,
-    readers: HashMap<InstanceId, ReaderId>,
-    stdin_pipes: HashMap<InstanceId, File>,
+    groups: IdMap<LiveGroup>,
+    readers: IdMap<ReaderId>,
+    stdin_pipes: IdMap<File>,
     /// Running probes, and the flag that stops each.
-    probes: HashMap<InstanceId, Arc<AtomicBool>>,
-    clients: HashMap<ClientId, mpsc::Sender<Reply>>,
+    probes: IdMap<Arc<AtomicBool>>,
+    clients: IdMap<mpsc::Sender<Reply>>,
     next_client: ClientId,
     /// A single command was given the terminal, which herd takes back.
     took_terminal: bool,
