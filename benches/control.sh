@@ -36,6 +36,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 RUNS=${RUNS:-1000}       # timed runs of each command in each placement
 WARMUP=${WARMUP:-50}     # untimed rounds first, in each placement
@@ -113,13 +115,6 @@ shown=$("$HERD" status --state-dir "$STATE")
 running=$'\n''s +running '
 [[ $shown =~ $running ]] || { log "herd status does not show s running: $shown"; exit 1; }
 
-# Where a binary comes from: the commit of the git tree it was built in.
-origin() {
-    local tree
-    tree=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null) || { echo "\`$1\`"; return; }
-    printf '`%s`, built in %s at %s%s' "$1" "$tree" "$(git -C "$tree" rev-parse --short HEAD)" \
-        "$(git -C "$tree" diff --quiet HEAD -- src || echo ' with uncommitted changes in src/')"
-}
 
 cat >"$TMP/measure.py" <<'PY'
 import gc, os, random, socket, statistics, struct, sys, time

@@ -36,6 +36,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 ROUNDS=${ROUNDS:-5}             # throughput rounds; each candidate once per round
 REPEATS=${REPEATS:-3}           # group runs per candidate (B)
@@ -740,13 +742,6 @@ if events_socket is not None:
 PY
 
 # The header of the report: what ran, where.
-# Where a binary comes from: the commit of the git tree it was built in.
-origin() {
-    local tree
-    tree=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null) || { echo "\`$1\`"; return; }
-    printf '`%s`, built in %s at %s%s' "$1" "$tree" "$(git -C "$tree" rev-parse --short HEAD)" \
-        "$(git -C "$tree" diff --quiet HEAD -- src || echo ' with uncommitted changes in src/')"
-}
 cat <<EOF
 - herd $("$HERD" --version | cut -d' ' -f2) (dynamic): $(origin "$HERD")
 - herd (static): $(origin "$HERD_STATIC")${HERD_OTHER:+

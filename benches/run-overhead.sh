@@ -25,6 +25,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 RUNS=${RUNS:-2000}        # timed rounds; every candidate runs once per round
 WARMUP=${WARMUP:-100}     # untimed rounds first: page cache, CPU frequency
@@ -286,13 +288,6 @@ row("static binary ≤ 1.5 MiB", "n/a",
     f"{met(static_ok)} ({size['herd (static)'] / MiB:.2f} MiB)")
 PY
 
-# Where a binary comes from: the commit of the git tree it was built in.
-origin() {
-    local tree
-    tree=$(git -C "$(dirname "$1")" rev-parse --show-toplevel 2>/dev/null) || { echo "\`$1\`"; return; }
-    printf '`%s`, built in %s at %s%s' "$1" "$tree" "$(git -C "$tree" rev-parse --short HEAD)" \
-        "$(git -C "$tree" diff --quiet HEAD -- src || echo ' with uncommitted changes in src/')"
-}
 cat <<EOF
 - herd (dynamic): $(origin "$HERD_DYN")
 - herd (static): $(origin "$HERD_STATIC")${HERD_OTHER:+
