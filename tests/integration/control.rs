@@ -144,15 +144,8 @@ impl Herd {
 
     /// The state directory's files and herd's log, for a failure message.
     fn story(&self) -> String {
-        let files: Vec<String> = fs::read_dir(&self.dir)
-            .map(|listing| {
-                listing
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let log = fs::read_to_string(self.path("log")).unwrap_or_else(|e| format!("({e})"));
+        let files = file_names(&self.dir);
+        let log = text_or_why(&self.path("log"));
         format!(
             "state dir {}: {files:?}\npid file: {:?}\nprocesses left: {:?}\nlog:\n{log}",
             self.dir.display(),

@@ -124,15 +124,8 @@ impl Group {
     }
 
     fn story(&self) -> String {
-        let files: Vec<String> = fs::read_dir(&self.dir)
-            .map(|listing| {
-                listing
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let log = fs::read_to_string(self.path("log")).unwrap_or_else(|e| format!("({e})"));
+        let files = file_names(&self.dir);
+        let log = text_or_why(&self.path("log"));
         format!(
             "state dir {}: {files:?}\nprocesses left: {:?}\nlog:\n{log}",
             self.dir.display(),

@@ -80,15 +80,8 @@ impl StateDir {
     /// The state directory's files, the log and what is left, for a
     /// failure message.
     fn story(&self) -> String {
-        let files: Vec<String> = fs::read_dir(&self.dir)
-            .map(|listing| {
-                listing
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let log = fs::read_to_string(self.dir.join("log")).unwrap_or_else(|e| format!("({e})"));
+        let files = file_names(&self.dir);
+        let log = text_or_why(&self.dir.join("log"));
         format!(
             "state dir {}: {files:?}\nprocesses of this test alive: {:?}\nlog:\n{log}",
             self.dir.display(),

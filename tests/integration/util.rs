@@ -625,3 +625,21 @@ pub fn read_frame(stream: &mut std::os::unix::net::UnixStream) -> Option<(u8, St
         String::from_utf8_lossy(&payload[1..]).into_owned(),
     ))
 }
+
+/// The names of the files in `dir` (none when it cannot be read), for a
+/// failure message.
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|listing| {
+            listing
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A file's text, or why it cannot be read, for a failure message.
+pub fn text_or_why(path: &std::path::Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"))
+}
