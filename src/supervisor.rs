@@ -347,7 +347,9 @@ impl Executor<'_> {
             return Err(failure);
         }
         if let Some(message) = outcome.message {
-            crate::log::line(format_args!("{message}"));
+            // Through the writer, whose drain is bounded: a stderr nobody
+            // reads must not keep herd from exiting.
+            self.output.note(&message);
         }
         Ok(outcome.code)
     }
