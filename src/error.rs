@@ -12,7 +12,7 @@ pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 /// The command was not found.
 pub const EXIT_NOT_FOUND: u8 = 127;
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Failure {
     /// What herd was doing, e.g. "executing ./server".
     pub doing: String,

@@ -143,7 +143,7 @@ pub enum Target {
 }
 
 /// The answer to a control request.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     Ok(Vec<(String, String)>),
     Error(String),
@@ -152,7 +152,7 @@ pub enum Answer {
 }
 
 /// What the executor must do.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     Spawn {
         instance: InstanceId,
@@ -510,10 +510,7 @@ impl Table {
                     code: failure.exit_code,
                     reason: failure.to_string(),
                     message: None,
-                    failure: Some(
-                        Failure::new(failure.doing.clone(), failure.cause.clone())
-                            .with_exit_code(failure.exit_code),
-                    ),
+                    failure: Some(failure.clone()),
                 });
             }
             let status = unit.last_exit.unwrap_or(WaitStatus::Exited(0));

@@ -111,7 +111,7 @@ impl Sim {
                 all.push(effect);
             }
         }
-        self.log.extend(all.iter().map(clone_effect));
+        self.log.extend(all.iter().cloned());
         all
     }
 
@@ -217,46 +217,6 @@ impl Sim {
 
 fn pid_of_instance(id: InstanceId) -> Pid {
     100 + Pid::try_from(id).unwrap()
-}
-
-fn clone_effect(effect: &Effect) -> Effect {
-    match effect {
-        Effect::Spawn { instance, unit } => Effect::Spawn {
-            instance: *instance,
-            unit: *unit,
-        },
-        Effect::Signal { to, signal } => Effect::Signal {
-            to: *to,
-            signal: *signal,
-        },
-        Effect::SignalAll(signal) => Effect::SignalAll(*signal),
-        Effect::Line(text) => Effect::Line(text.clone()),
-        Effect::LineAfterOutput { text, instance } => Effect::LineAfterOutput {
-            text: text.clone(),
-            instance: *instance,
-        },
-        Effect::Note(text) => Effect::Note(text.clone()),
-        Effect::Reply { client, .. } => Effect::Reply {
-            client: *client,
-            answer: Answer::Ok(Vec::new()),
-        },
-        Effect::StartProbe {
-            instance,
-            check,
-            pgid,
-        } => Effect::StartProbe {
-            instance: *instance,
-            check: check.clone(),
-            pgid: *pgid,
-        },
-        Effect::StopProbe(id) => Effect::StopProbe(*id),
-        Effect::ReportReady => Effect::ReportReady,
-        Effect::ReclaimTerminal => Effect::ReclaimTerminal,
-        Effect::ResumeTerminal(id) => Effect::ResumeTerminal(*id),
-        Effect::StopSelf => Effect::StopSelf,
-        Effect::ReopenLog => Effect::ReopenLog,
-        Effect::Forget(id) => Effect::Forget(*id),
-    }
 }
 
 /// The text of every event line (exit lines included).
@@ -553,7 +513,7 @@ fn a_oneshot_exiting_1_stops_the_group_with_1() {
     let migrate = with(spec("migrate"), "oneshot", None);
     let mut sim = Sim::group(vec![migrate, spec("web")]);
     sim.exit("migrate", exited(1));
-    let effects = sim.log.iter().map(clone_effect).collect::<Vec<_>>();
+    let effects = sim.log.clone();
     sim.obey(&effects);
     assert_eq!(outcome_code(&sim), 1);
 }
