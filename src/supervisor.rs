@@ -93,24 +93,24 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     let signals =
         SignalFd::new(&SignalSet::full()).map_err(|e| Failure::io("opening a signalfd", &e))?;
     let single = args.sources.is_empty();
-    let launches = if single {
-        vec![single_launch(&args)]
+    let (units, launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
+        single_launch(&args)
     } else {
         load::group(&args)?
             .into_iter()
-            .map(|process| Launch {
-                argv: ["/bin/sh", "-c", &process.spec.command]
-                    .iter()
-                    .map(OsString::from)
-                    .collect(),
-                env: process.env,
-                setup: UnitSetup {
-                    spec: process.spec,
+            .map(|process| {
+                let launch = Launch {
+                    argv: None,
+                    env: process.env,
                     takes_stdin: process.takes_stdin,
+                };
+                let setup = UnitSetup {
+                    spec: process.spec,
                     stdin_pipe: process.stdin_pipe,
-                },
+                };
+                (setup, launch)
             })
-            .collect()
+            .unzip()
     };
     let is_init = adopt_orphans(args.subreaper)?;
     let wake = Arc::new(WakeFd::new().map_err(|e| Failure::io("opening an eventfd", &e))?);
@@ -127,9 +127,9 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
             name_width: 0,
         })
     } else {
-        let name_width = launches
+        let name_width = units
             .iter()
-            .map(|l| l.setup.spec.name.len())
+            .map(|u| u.spec.name.len())
             .chain([output::HERD.len()])
             .max()
             .unwrap_or_default();
@@ -169,7 +169,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         reopens_log: service.writes_a_log(),
         output_linger: EXIT_LINE_WAIT,
     };
-    let table = Table::new(settings, launches.iter().map(|l| l.setup.clone()).collect());
+    let table = Table::new(settings, units);
     let mut executor = Executor {
         table,
         launches,
@@ -196,20 +196,21 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
 }
 
 /// A single command as a unit of one: its argv exec'd as given.
-fn single_launch(args: &RunArgs) -> Launch {
+fn single_launch(args: &RunArgs) -> (Vec<UnitSetup>, Vec<Launch>) {
     let name = args
         .command
         .first()
         .map_or(String::new(), |c| c.to_string_lossy().into_owned());
-    Launch {
-        argv: args.command.clone(),
+    let setup = UnitSetup {
+        spec: ProcessSpec::new(name, String::new(), &args.defaults),
+        stdin_pipe: false,
+    };
+    let launch = Launch {
+        argv: Some(args.command.clone()),
         env: Vec::new(),
-        setup: UnitSetup {
-            spec: ProcessSpec::new(name, String::new(), &args.defaults),
-            takes_stdin: true,
-            stdin_pipe: false,
-        },
-    }
+        takes_stdin: true,
+    };
+    (vec![setup], vec![launch])
 }
 
 /// Makes herd the reaper of orphaned descendants: as PID 1 it already is;
@@ -260,10 +261,15 @@ impl<V> IdMap<V> {
 }
 
 /// How to start one unit.
+/// What the executor needs beside the table's unit to start it: kept apart
+/// so that nothing of a unit is held twice.
 struct Launch {
-    argv: Vec<OsString>,
+    /// Gets herd's stdin (and the terminal, when herd has it).
+    takes_stdin: bool,
+    /// A single command's argv; a group's process runs its spec's command
+    /// with `/bin/sh -c`, an argv made when it starts.
+    argv: Option<Vec<OsString>>,
     env: Vec<(String, String)>,
-    setup: UnitSetup,
 }
 
 struct Executor<'a> {
@@ -572,10 +578,12 @@ impl Executor<'_> {
     }
 
     fn try_spawn(&mut self, instance: InstanceId, unit: usize) -> Result<(i32, bool), Failure> {
-        let Some(launch) = self.launches.get(unit) else {
+        let (Some(launch), Some(table_unit)) =
+            (self.launches.get(unit), self.table.units.get(unit))
+        else {
             return Err(Failure::new("starting a process", "no such unit"));
         };
-        let name = &launch.setup.spec.name;
+        let name = &table_unit.spec.name;
         let doing = format!("starting {name}");
         // A group's process writes through herd (one pipe for stdout and
         // stderr: they are shown alike, and one pipe keeps their order); so
@@ -587,30 +595,37 @@ impl Executor<'_> {
         } else {
             None
         };
-        let stdin_pipe = if launch.setup.stdin_pipe {
+        let stdin_pipe = if table_unit.stdin_pipe {
             Some(fd::pipe().map_err(|e| Failure::io(&doing, &e))?)
         } else {
             None
         };
         let stdin = match (&stdin_pipe, &self.null) {
             (Some((read_end, _)), _) => Some(read_end.as_fd()),
-            (None, _) if launch.setup.takes_stdin => None,
+            (None, _) if launch.takes_stdin => None,
             (None, Some(null)) => Some(null.as_fd()),
             (None, None) => None,
         };
         let output_write = output_pipe.as_ref().map(|(_, write_end)| write_end.as_fd());
-        let take_terminal = launch.setup.takes_stdin && process::owns_terminal();
+        let take_terminal = launch.takes_stdin && process::owns_terminal();
         let setup = ChildSetup {
             mask: self.caller_mask,
             take_terminal,
             stdio: [stdin, output_write, output_write],
             env: &launch.env,
         };
-        let program = launch
-            .argv
+        let shell_argv;
+        let argv = match &launch.argv {
+            Some(argv) => argv,
+            None => {
+                shell_argv = ["/bin/sh", "-c", &table_unit.spec.command].map(OsString::from);
+                &shell_argv[..]
+            }
+        };
+        let program = argv
             .first()
             .map_or(String::new(), |p| p.to_string_lossy().into_owned());
-        let live = process::spawn(&launch.argv, &setup).map_err(|e| {
+        let live = process::spawn(argv, &setup).map_err(|e| {
             if take_terminal {
                 reclaim_terminal();
             }

@@ -17,6 +17,7 @@ use crate::spec::{ProcessSpec, Ready, Restart};
 use crate::sys::process::WaitStatus;
 use crate::sys::Pid;
 use restart::{Backoff, StartLimit};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 /// Names one run of a unit for as long as the table knows it.
@@ -66,8 +67,6 @@ pub struct Settings {
 #[derive(Clone, Debug)]
 pub struct UnitSetup {
     pub spec: ProcessSpec,
-    /// Gets herd's stdin (and the terminal, when herd has it).
-    pub takes_stdin: bool,
     /// Gets a pipe as stdin that `herd send` writes to.
     pub stdin_pipe: bool,
 }
@@ -209,7 +208,7 @@ pub struct Outcome {
 }
 
 /// Where a unit is in its life, between runs.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Hash)]
 pub enum UnitState {
     /// Not started yet: an earlier unit is not ready.
     Waiting,
@@ -225,7 +224,7 @@ pub enum UnitState {
 }
 
 /// Where an instance is in its run.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Hash)]
 pub enum Phase {
     /// The executor is starting it.
     Spawning,
@@ -631,9 +630,9 @@ impl Table {
     /// more changes.
     fn advance(&mut self, now: Instant, out: &mut Vec<Effect>) {
         loop {
-            let before = self.snapshot();
+            let before = self.fingerprint();
             self.advance_once(now, out);
-            if self.snapshot() == before {
+            if self.fingerprint() == before {
                 break;
             }
         }
@@ -641,11 +640,20 @@ impl Table {
         self.maybe_sweep(now, out);
     }
 
-    fn snapshot(&self) -> Vec<(UnitState, Vec<Phase>)> {
-        self.units
-            .iter()
-            .map(|u| (u.state, u.instances.iter().map(|i| i.phase).collect()))
-            .collect()
+    /// What `advance` compares to know whether a round changed anything:
+    /// a hash of every unit's state and its instances' phases, rather than
+    /// a copy of them, so that a step allocates nothing for it. (Two
+    /// different tables hashing alike would end a round early: one in 2^64.)
+    fn fingerprint(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        for unit in &self.units {
+            unit.state.hash(&mut hasher);
+            unit.instances.len().hash(&mut hasher);
+            for instance in &unit.instances {
+                instance.phase.hash(&mut hasher);
+            }
+        }
+        hasher.finish()
     }
 
     fn advance_once(&mut self, now: Instant, out: &mut Vec<Effect>) {
@@ -807,6 +815,8 @@ impl Table {
         let u = &mut self.units[unit];
         u.generations = u.generations.saturating_add(1);
         u.state = UnitState::Active;
+        // Most units have one instance at a time: no room for four.
+        u.instances.reserve_exact(1);
         u.instances.push(Instance {
             id,
             generation: u.generations,

@@ -57,7 +57,6 @@ impl Sim {
             .into_iter()
             .map(|spec| UnitSetup {
                 spec,
-                takes_stdin: false,
                 stdin_pipe: false,
             })
             .collect();
@@ -880,7 +879,6 @@ fn send_needs_a_stdin_pipe() {
     );
     let units = vec![UnitSetup {
         spec: spec("web"),
-        takes_stdin: false,
         stdin_pipe: true,
     }];
     let mut table = Table::new(settings(GROUP), units);
@@ -1034,7 +1032,6 @@ fn a_single_command_asked_to_stop_then_exiting_leaves_its_group_the_stop_signal(
 fn a_single_command_stopped_by_the_terminal_stops_herd_and_sigcont_hands_it_back() {
     let units = vec![UnitSetup {
         spec: spec("./sh"),
-        takes_stdin: true,
         stdin_pipe: false,
     }];
     let mut table = Table::new(
