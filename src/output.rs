@@ -1,12 +1,15 @@
 //! herd's output: child pipes turned into whole lines, one reader thread per
-//! pipe, and written with herd's own lines by the one thread that owns stdout.
+//! pipe, and written with herd's own lines in one order by one writer thread
+//! (or, into a file with nothing waiting, by the reader itself).
 
 use crate::sys::fd;
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{self, IoSlice};
+use std::fs::File;
+use std::io::{self, IoSlice, IsTerminal};
 use std::mem;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -173,6 +176,13 @@ struct Shared {
     /// while the readers keep draining their pipes so that no child blocks
     /// on a full one.
     stdout_closed: AtomicBool,
+    /// A reader that finds nothing queued and the writer idle writes its
+    /// batch itself (see `write_lent`): stdout is a file or a device such as
+    /// /dev/null. Not into a pipe, a socket or a terminal, where a write may
+    /// wait for the other end and the reader could not read on meanwhile:
+    /// through `| cat`, writing from the writer thread was 1.1–1.3 times
+    /// as fast.
+    lends: bool,
     queue: Mutex<Queue>,
     /// The writer waits here for something to write.
     work: Condvar,
@@ -216,6 +226,9 @@ enum Writer {
     Idle,
     /// Writing, or about to look at the queue (woken, or being started).
     Busy,
+    /// Waiting on `work` while a reader that found nothing queued writes its
+    /// batch itself; that reader wakes it when it is done, if need be.
+    Lent,
 }
 
 /// What a reader queued: a batch of whole lines (or, from a copier, bytes),
@@ -276,8 +289,21 @@ impl Output {
         stdout: impl AsFd + Send + Sync + 'static,
         stderr: impl AsFd + Send + Sync + 'static,
     ) -> Output {
+        let lends = never_waits_for_a_reader(stdout.as_fd());
+        Output::lending(style, stdout, stderr, lends)
+    }
+
+    /// An output whose readers write their batches themselves when nothing
+    /// else waits, if `lends`.
+    fn lending(
+        style: Style,
+        stdout: impl AsFd + Send + Sync + 'static,
+        stderr: impl AsFd + Send + Sync + 'static,
+        lends: bool,
+    ) -> Output {
         let shared = Shared {
             style,
+            lends,
             stdout: Box::new(stdout),
             stderr: Box::new(stderr),
             stdout_closed: AtomicBool::new(false),
@@ -396,14 +422,17 @@ impl Shared {
     /// if it has not started. The writer is woken once the queue is let go
     /// of, so that it does not wake only to wait for the lock.
     fn wake(self: &Arc<Self>, mut queue: MutexGuard<'_, Queue>) {
-        let was = mem::replace(&mut queue.writer, Writer::Busy);
         queue.wanted = true;
+        if queue.writer == Writer::Lent {
+            return;
+        }
+        let was = mem::replace(&mut queue.writer, Writer::Busy);
         drop(queue);
         match was {
             Writer::Idle => self.work.notify_one(),
             // On a failure what is queued waits for the next try.
             Writer::NotStarted => drop(self.start_writer()),
-            Writer::Busy => {}
+            Writer::Busy | Writer::Lent => {}
         }
     }
 
@@ -624,12 +653,18 @@ impl Shared {
     fn push_chunk(self: &Arc<Self>, reader: ReaderId, bytes: Option<Vec<u8>>) -> Vec<u8> {
         let mut queue = self.lock();
         let len = bytes.as_ref().map_or(0, Vec::len);
+        if len > 0 && self.lends && queue.is_caught_up() {
+            if let Some(bytes) = bytes {
+                return self.write_lent(queue, bytes);
+            }
+        }
         // An end of file holds no bytes, and its reader must not wait.
         while len > 0 && queue.chunk_bytes >= READER_QUEUE {
             // Room comes only from a writer at work. (It runs: readers start
             // only once it does, and it ends only after them.)
             queue.wanted = true;
-            if mem::replace(&mut queue.writer, Writer::Busy) == Writer::Idle {
+            if queue.writer == Writer::Idle {
+                queue.writer = Writer::Busy;
                 self.work.notify_one();
             }
             queue.waiting += 1;
@@ -652,6 +687,32 @@ impl Shared {
         spare
     }
 
+    /// Writes a reader's batch from the reader's own thread, with the writer
+    /// marked as lent so that it writes nothing meanwhile: when nothing else
+    /// waits, handing the batch over costs a wake-up and a thread that takes
+    /// a CPU from the child and its reader (4% of throughput into a file).
+    /// Whatever was queued meanwhile is the writer's once the batch is
+    /// written. Returns the emptied buffer for the next batch.
+    fn write_lent(self: &Arc<Self>, mut queue: MutexGuard<'_, Queue>, bytes: Vec<u8>) -> Vec<u8> {
+        queue.writer = Writer::Lent;
+        drop(queue);
+        let piece = [Piece {
+            dest: Dest::Stdout,
+            bytes,
+        }];
+        self.write_round(&piece);
+        let mut queue = self.lock();
+        queue.writer = Writer::Idle;
+        if queue.wanted {
+            self.wake(queue);
+        } else if queue.waiting > 0 {
+            self.progress.notify_all();
+        }
+        let [Piece { mut bytes, .. }] = piece;
+        bytes.clear();
+        bytes
+    }
+
     /// Wakes the writer for what the readers queued: a reader calls this
     /// before it waits for its pipe.
     fn flush(self: &Arc<Self>) {
@@ -672,7 +733,8 @@ impl Shared {
             // Between wake-ups, a few batches queued while it wrote wait for
             // more (or for their reader's `flush`): written one at a time,
             // they cost a lock and a writev(2) each.
-            if mem::take(&mut woken) || queue.wanted || queue.chunk_bytes >= ROUND {
+            let lent = queue.writer == Writer::Lent;
+            if !lent && (mem::take(&mut woken) || queue.wanted || queue.chunk_bytes >= ROUND) {
                 self.take_round(&mut queue, &mut round, now);
             }
             if round.is_empty() {
@@ -687,7 +749,9 @@ impl Shared {
                     None if !queue.spare.is_empty() => Some(IDLE),
                     None => None,
                 };
-                queue.writer = Writer::Idle;
+                if !lent {
+                    queue.writer = Writer::Idle;
+                }
                 if queue.waiting > 0 {
                     self.progress.notify_all();
                 }
@@ -705,8 +769,11 @@ impl Shared {
                         .wait(queue)
                         .unwrap_or_else(PoisonError::into_inner),
                 };
-                queue.writer = Writer::Busy;
-                woken = true;
+                // Woken by a timeout while lent: the reader wakes it again.
+                if queue.writer != Writer::Lent {
+                    queue.writer = Writer::Busy;
+                    woken = true;
+                }
                 continue;
             }
             // Room for the readers that wait.
@@ -845,7 +912,18 @@ impl Queue {
             && self.live.is_empty()
             && self.dropped_lines == 0
             && self.dropped_notes == 0
-            && self.writer != Writer::Busy
+            && matches!(self.writer, Writer::NotStarted | Writer::Idle)
+    }
+
+    /// Nothing waits and the writer is idle: a reader may write its batch
+    /// itself without getting out of order.
+    fn is_caught_up(&self) -> bool {
+        self.writer == Writer::Idle
+            && !self.wanted
+            && self.chunks.is_empty()
+            && self.own.is_empty()
+            && self.dropped_lines == 0
+            && self.dropped_notes == 0
     }
 }
 
@@ -855,6 +933,22 @@ impl OwnLine {
             !live.contains(&after.reader) || after.until.is_some_and(|until| now >= until)
         })
     }
+}
+
+/// Whether a write to `fd` is done without waiting for anyone to read it: a
+/// file, or a device that is not a terminal (/dev/null), unlike a pipe, a
+/// socket or a terminal.
+fn never_waits_for_a_reader(fd: BorrowedFd) -> bool {
+    let Ok(fd) = fd.try_clone_to_owned() else {
+        return false;
+    };
+    if fd.is_terminal() {
+        return false;
+    }
+    File::from(fd).metadata().is_ok_and(|metadata| {
+        let kind = metadata.file_type();
+        kind.is_file() || kind.is_char_device()
+    })
 }
 
 /// The line that tells how many of herd's lines or notes were dropped.
@@ -1166,10 +1260,28 @@ mod tests {
     /// An output to pipes: the output, and the read ends of its stdout and
     /// its stderr.
     fn output_to_pipes(style: Style) -> (Output, OwnedFd, OwnedFd) {
+        lending_to_pipes(style, false)
+    }
+
+    /// An output to pipes whose readers write their batches themselves when
+    /// nothing waits, if `lends`, as they do into a file.
+    fn lending_to_pipes(style: Style, lends: bool) -> (Output, OwnedFd, OwnedFd) {
         let (out_read, out_write) = fd::pipe().unwrap();
         let (err_read, err_write) = fd::pipe().unwrap();
-        let output = Output::with_fds(style, out_write, err_write);
+        let output = Output::lending(style, out_write, err_write, lends);
         (output, out_read, err_read)
+    }
+
+    #[test]
+    fn readers_write_themselves_only_into_files_and_devices() {
+        let dir = std::env::temp_dir().join(format!("herd-output-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = File::create(dir.join("out")).unwrap();
+        let null = File::create("/dev/null").unwrap();
+        let (_read, write) = fd::pipe().unwrap();
+        let kinds = [file.as_fd(), null.as_fd(), write.as_fd()].map(never_waits_for_a_reader);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(kinds, [true, true, false]);
     }
 
     /// What a thread reads from a pipe, as it comes.
@@ -1256,7 +1368,16 @@ mod tests {
 
     #[test]
     fn reader_thread_prefixes_lines_until_eof() {
-        let (output, out, _err) = output_to_pipes(PLAIN);
+        reader_thread_prefixes_lines_until_eof_lending(false);
+    }
+
+    #[test]
+    fn reader_thread_prefixes_lines_until_eof_when_readers_write_themselves() {
+        reader_thread_prefixes_lines_until_eof_lending(true);
+    }
+
+    fn reader_thread_prefixes_lines_until_eof_lending(lends: bool) {
+        let (output, out, _err) = lending_to_pipes(PLAIN, lends);
         let collector = Collector::start(out);
         let (child_read, child_write) = fd::pipe().unwrap();
         output
@@ -1295,7 +1416,16 @@ mod tests {
 
     #[test]
     fn lines_of_concurrent_readers_never_interleave() {
-        let (output, out, _err) = output_to_pipes(PLAIN);
+        lines_of_concurrent_readers_never_interleave_lending(false);
+    }
+
+    #[test]
+    fn lines_of_concurrent_readers_never_interleave_when_readers_write_themselves() {
+        lines_of_concurrent_readers_never_interleave_lending(true);
+    }
+
+    fn lines_of_concurrent_readers_never_interleave_lending(lends: bool) {
+        let (output, out, _err) = lending_to_pipes(PLAIN, lends);
         let collector = Collector::start(out);
         let lines = 20_000;
         let writers: Vec<_> = ["a", "b", "c"]
@@ -1393,7 +1523,16 @@ mod tests {
     /// stopped with it.
     #[test]
     fn a_stdout_nobody_reads_blocks_readers_but_never_herd_lines() {
-        let (output, out, _err) = output_to_pipes(PLAIN);
+        a_stdout_nobody_reads_blocks_readers_but_never_herd_lines_lending(false);
+    }
+
+    #[test]
+    fn a_stdout_nobody_reads_blocks_readers_but_never_herd_lines_when_readers_write_themselves() {
+        a_stdout_nobody_reads_blocks_readers_but_never_herd_lines_lending(true);
+    }
+
+    fn a_stdout_nobody_reads_blocks_readers_but_never_herd_lines_lending(lends: bool) {
+        let (output, out, _err) = lending_to_pipes(PLAIN, lends);
         let (child_read, child_write) = fd::pipe().unwrap();
         output
             .spawn_reader("c", child_read, Box::new(|| {}))
@@ -1493,7 +1632,16 @@ mod tests {
 
     #[test]
     fn an_exit_line_waits_for_the_last_output_of_its_reader() {
-        let (output, out, _err) = output_to_pipes(PLAIN);
+        an_exit_line_waits_for_the_last_output_of_its_reader_lending(false);
+    }
+
+    #[test]
+    fn an_exit_line_waits_for_the_last_output_of_its_reader_when_readers_write_themselves() {
+        an_exit_line_waits_for_the_last_output_of_its_reader_lending(true);
+    }
+
+    fn an_exit_line_waits_for_the_last_output_of_its_reader_lending(lends: bool) {
+        let (output, out, _err) = lending_to_pipes(PLAIN, lends);
         let collector = Collector::start(out);
         let (web_read, web_write) = fd::pipe().unwrap();
         let (db_read, db_write) = fd::pipe().unwrap();
