@@ -131,6 +131,12 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "reload-batch",
+        Some("N"),
+        "a reload replaces N processes at a time (default 0: all at once)",
+    ),
+    flag(
+        None,
         "color",
         Some("WHEN"),
         "colour the name prefixes: auto (default), always, never",
@@ -303,8 +309,10 @@ pub enum Action {
         process: String,
         text: Option<String>,
     },
+    /// `timeout: None` waits until the reload ends.
     Reload {
         process: Option<String>,
+        timeout: Option<Duration>,
     },
 }
 
@@ -346,6 +354,8 @@ pub struct RunArgs {
     pub start_limit: usize,
     pub start_window: Duration,
     pub parallel_stop: bool,
+    /// How many units a reload replaces at a time; 0: all.
+    pub reload_batch: usize,
     pub color: ColorChoice,
     pub timestamps: bool,
     pub stdin_process: Option<String>,
@@ -431,6 +441,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         start_limit: 5,
         start_window: Duration::from_secs(60),
         parallel_stop: false,
+        reload_batch: 0,
         color: ColorChoice::Auto,
         timestamps: false,
         stdin_process: None,
@@ -503,6 +514,12 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                 let given = text_value(parser, &flag)?;
                 run.start_limit = given.parse().map_err(|_| {
                     value_failure("start-limit", format!("'{given}' is not a whole number"))
+                })?;
+            }
+            Long("reload-batch") => {
+                let given = text_value(parser, &flag)?;
+                run.reload_batch = given.parse().map_err(|_| {
+                    value_failure("reload-batch", format!("'{given}' is not a whole number"))
                 })?;
             }
             Long("start-window") => {
@@ -596,7 +613,7 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
                 set_target(&mut target, &flag, value)?;
             }
             Long("json") if command == "status" => json = true,
-            Long("timeout") if command == "stop" || command == "status" => {
+            Long("timeout") if matches!(command, "stop" | "status" | "reload") => {
                 timeout = Some(
                     spec::parse_seconds(&text_value(parser, &flag)?)
                         .map_err(|why| value_failure("timeout", why))?,
@@ -655,7 +672,10 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
                 text: (text != "-").then_some(text),
             }
         }
-        _ => Action::Reload { process: word() },
+        _ => Action::Reload {
+            process: word(),
+            timeout,
+        },
     };
     if word().is_some() {
         return Err(wrong());
@@ -810,7 +830,7 @@ fn client_help() -> String {
          \x20      herd restart PROCESS TARGET\n\
          \x20      herd signal PROCESS SIG TARGET\n\
          \x20      herd send PROCESS TEXT|- TARGET\n\
-         \x20      herd reload [PROCESS] TARGET\n\
+         \x20      herd reload [--timeout SECS] [PROCESS] TARGET\n\
          TARGET is --name NAME, --state-dir DIR or --pidfile PATH.\n\n\
          Options:\n{}\n\
          Exit status: 0 done; 125 failed or no herd running there;\n\

@@ -64,13 +64,7 @@ pub fn run(args: ClientArgs) -> Result<u8, Failure> {
                 .map(|()| 0)
                 .map_err(|failure| in_time(failure, SEND_PATIENCE))
         }
-        Action::Reload { process } => {
-            let mut fields = vec![("command", "reload")];
-            if let Some(name) = &process {
-                fields.push(("process", name));
-            }
-            ask(&paths, &fields)
-        }
+        Action::Reload { process, timeout } => reload(&paths, process.as_deref(), timeout),
     }
 }
 
@@ -80,6 +74,33 @@ fn ask(paths: &StatePaths, fields: &[(&str, &str)]) -> Result<u8, Failure> {
         .request(fields)
         .map(|_| 0)
         .map_err(|failure| in_time(failure, PATIENCE))
+}
+
+/// Asks for a reload and waits for its end: the supervisor answers once the
+/// new generation is serving, or has failed, which its ready timeout bounds.
+/// A failed reload exits 1; a supervisor that does not answer within
+/// `timeout` too.
+fn reload(
+    paths: &StatePaths,
+    process: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<u8, Failure> {
+    let mut fields = vec![("command", "reload")];
+    if let Some(name) = process {
+        fields.push(("process", name));
+    }
+    let patience = timeout.unwrap_or(Duration::MAX);
+    let answer = connected(paths, patience).and_then(|mut client| client.request(&fields));
+    answer.map(|_| 0).map_err(|failure| {
+        // The supervisor's own answer (a failed reload, nothing to reload)
+        // or its silence: not herd's failure.
+        let code = if failure.doing.is_empty() || failure.cause == control::NO_ANSWER {
+            1
+        } else {
+            failure.exit_code
+        };
+        in_time(failure, patience).with_exit_code(code)
+    })
 }
 
 fn connected(paths: &StatePaths, patience: Duration) -> Result<Client, Failure> {
@@ -200,6 +221,8 @@ struct Row {
     uptime: String,
     restarts: String,
     last_exit: String,
+    /// `-` when no reload is under way or has failed.
+    reload: String,
 }
 
 fn read_status(fields: &[(String, String)]) -> Vec<Row> {
@@ -220,14 +243,29 @@ fn read_status(fields: &[(String, String)]) -> Vec<Row> {
                 uptime: get("uptime"),
                 restarts: get("restarts"),
                 last_exit: get("last_exit"),
+                reload: get("reload"),
             }
         })
         .collect()
 }
 
+/// The RELOAD column is there only while some row has something in it.
 fn status_table(rows: &[Row]) -> String {
-    let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"];
-    let cells: Vec<[String; 6]> = rows
+    let header = [
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "RELOAD",
+    ];
+    let columns = if rows.iter().any(|row| row.reload != "-") {
+        7
+    } else {
+        6
+    };
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {
             let uptime = row.uptime.parse::<f64>().map_or("-".to_string(), |secs| {
@@ -244,10 +282,11 @@ fn status_table(rows: &[Row]) -> String {
                 uptime,
                 row.restarts.clone(),
                 row.last_exit.clone(),
+                row.reload.clone(),
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|column| {
             cells
                 .iter()
@@ -257,9 +296,10 @@ fn status_table(rows: &[Row]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; 7]| {
         let padded: Vec<String> = cells
             .iter()
+            .take(columns)
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:width$}"))
             .collect();
@@ -268,7 +308,7 @@ fn status_table(rows: &[Row]) -> String {
     let mut text = line(header);
     for cell in &cells {
         text.push_str(&line([
-            &cell[0], &cell[1], &cell[2], &cell[3], &cell[4], &cell[5],
+            &cell[0], &cell[1], &cell[2], &cell[3], &cell[4], &cell[5], &cell[6],
         ]));
     }
     text
@@ -285,18 +325,19 @@ fn status_json(name: &str, pid: Option<i32>, rows: &[Row]) -> String {
                     "null".to_string()
                 }
             };
-            let last_exit = match row.last_exit.as_str() {
+            let text_or_null = |text: &str| match text {
                 "-" => "null".to_string(),
                 text => json_string(text),
             };
             format!(
-                "{{\"name\":{},\"state\":{},\"pid\":{},\"uptime\":{},\"restarts\":{},\"last_exit\":{}}}",
+                "{{\"name\":{},\"state\":{},\"pid\":{},\"uptime\":{},\"restarts\":{},\"last_exit\":{},\"reload\":{}}}",
                 json_string(&row.name),
                 json_string(&row.state),
                 number_or_null(&row.pid),
                 if row.pid == "-" { "null".to_string() } else { number_or_null(&row.uptime) },
                 number_or_null(&row.restarts),
-                last_exit
+                text_or_null(&row.last_exit),
+                text_or_null(&row.reload)
             )
         })
         .collect();
@@ -336,7 +377,21 @@ mod tests {
             uptime: "12.400".into(),
             restarts: "2".into(),
             last_exit: "-".into(),
+            reload: "-".into(),
         }
+    }
+
+    #[test]
+    fn the_reload_column_shows_only_while_a_row_has_one() {
+        let mut reloading = row("web", "120");
+        reloading.reload = "generation 3 starting".into();
+        let text = status_table(&[reloading, row("db", "121")]);
+        assert_eq!(
+            text,
+            "NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  RELOAD\n\
+             web   running  120  12s     2         -          generation 3 starting\n\
+             db    running  121  12s     2         -          -\n"
+        );
     }
 
     #[test]
@@ -356,7 +411,7 @@ mod tests {
         assert_eq!(
             text,
             "{\"name\":\"g\\\"1\",\"pid\":7,\"processes\":[{\"name\":\"web\",\"state\":\"running\",\
-             \"pid\":120,\"uptime\":12.400,\"restarts\":2,\"last_exit\":null}]}\n"
+             \"pid\":120,\"uptime\":12.400,\"restarts\":2,\"last_exit\":null,\"reload\":null}]}\n"
         );
     }
 }

@@ -60,7 +60,9 @@ pub enum Command {
     /// The loop answers with the process's stdin pipe; the connection's
     /// thread writes the bytes, so a full pipe never blocks the loop.
     Send(String),
-    Reload,
+    /// A zero-downtime reload of one process (its name, or every instance
+    /// of it) or of all; answered when it ends.
+    Reload(Option<String>),
 }
 
 /// The loop's answer.
@@ -89,7 +91,9 @@ impl Command {
                 let signal = wire::field(fields, "signal").ok_or("signal needs signal=SIG")?;
                 Ok(Command::Signal(process()?, signals::parse(signal)?))
             }
-            Some("reload") => Ok(Command::Reload),
+            Some("reload") => Ok(Command::Reload(
+                wire::field(fields, "process").map(str::to_string),
+            )),
             Some(other) => Err(format!("unknown command '{other}'")),
             None => Err("a request needs command=...".to_string()),
         }
@@ -412,6 +416,8 @@ pub struct ProcessStatus {
     pub uptime: Duration,
     pub restarts: u32,
     pub last_exit: Option<String>,
+    /// A reload's progress or its last failure.
+    pub reload: Option<String>,
 }
 
 /// A status reply: `processes=N`, then `process.I.KEY=VALUE` for each.
@@ -434,6 +440,9 @@ pub fn status_fields(processes: &[ProcessStatus]) -> Vec<(String, String)> {
                 process.last_exit.clone().unwrap_or_else(|| "-".into()),
             ),
         ]);
+        if let Some(reload) = &process.reload {
+            fields.push((key("reload"), reload.clone()));
+        }
     }
     fields
 }

@@ -168,6 +168,8 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         sweep: is_init.then_some((defaults.stop_signal, defaults.grace)),
         reopens_log: service.writes_a_log(),
         output_linger: EXIT_LINE_WAIT,
+        reload_batch: args.reload_batch,
+        hup_reloads: false,
     };
     let table = Table::new(settings, units);
     let mut executor = Executor {
@@ -513,6 +515,10 @@ impl Executor<'_> {
             }
             Effect::ReopenLog => {
                 self.service.reopen_log();
+            }
+            Effect::ReloadStarted => self.note("reload started"),
+            Effect::ReloadFinished { ok } => {
+                self.note(if ok { "reload done" } else { "reload failed" })
             }
             Effect::Forget(instance) => {
                 self.processes.remove(&instance);

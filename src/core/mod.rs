@@ -6,6 +6,7 @@
 //! next inputs, so every race (an exit during a stop, a ready check that
 //! passes after its deadline) is a short unit test in `tests.rs`.
 
+mod reload;
 mod restart;
 #[cfg(test)]
 mod tests;
@@ -16,6 +17,7 @@ use crate::signals;
 use crate::spec::{ProcessSpec, Ready, Restart};
 use crate::sys::process::WaitStatus;
 use crate::sys::Pid;
+use reload::ReloadJob;
 use restart::{Backoff, StartLimit};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -61,6 +63,11 @@ pub struct Settings {
     /// a restart) comes after it. A leftover that keeps the pipe open only
     /// costs this much.
     pub output_linger: Duration,
+    /// How many units a reload replaces at a time; 0: all at once.
+    pub reload_batch: usize,
+    /// SIGHUP reloads every unit (herd holds sockets for them) instead of
+    /// going to the processes.
+    pub hup_reloads: bool,
 }
 
 /// One unit as the table is built with it.
@@ -191,6 +198,12 @@ pub enum Effect {
     /// herd stops itself, so that its shell sees the job stopped.
     StopSelf,
     ReopenLog,
+    /// A reload began (for herd's own `NOTIFY_SOCKET`: `RELOADING=1`).
+    ReloadStarted,
+    /// A reload ended, replacing every unit it was for (`ok`) or not.
+    ReloadFinished {
+        ok: bool,
+    },
     /// The instance is gone: what the executor keeps for it can go.
     Forget(InstanceId),
 }
@@ -264,6 +277,28 @@ pub struct Instance {
     output_open: bool,
     /// Once its main process is gone: how long it waits for its output.
     linger_until: Option<Instant>,
+    /// A newer generation replaced it, or it was a reload's new generation
+    /// that failed: its end is not the unit's.
+    superseded: bool,
+}
+
+impl Instance {
+    fn new(id: InstanceId, generation: u32, now: Instant) -> Instance {
+        Instance {
+            id,
+            generation,
+            pid: None,
+            pgid: None,
+            phase: Phase::Spawning,
+            started_at: now,
+            has_terminal: false,
+            killed: false,
+            timed_out: false,
+            output_open: false,
+            linger_until: None,
+            superseded: false,
+        }
+    }
 }
 
 /// What to run and everything about its runs.
@@ -291,6 +326,10 @@ pub struct Unit {
     /// When its latest run started: a run that stayed up long resets the
     /// backoff.
     last_started: Option<Instant>,
+    /// A reload's new generation, while it is not ready yet.
+    pending: Option<InstanceId>,
+    /// Why its last reload failed, until one succeeds.
+    reload_failure: Option<String>,
 }
 
 /// Why the table is stopping.
@@ -323,6 +362,9 @@ pub struct Table {
     reported: bool,
     next_instance: InstanceId,
     sweep: Sweep,
+    reload: Option<ReloadJob>,
+    /// A single command was asked to stop: no reload may start.
+    stop_forwarded: bool,
 }
 
 /// `now + wait`, or a time so far off that it never comes when that does
@@ -378,6 +420,8 @@ impl Table {
                 was_ready: false,
                 spawn_failure: None,
                 last_started: None,
+                pending: None,
+                reload_failure: None,
             })
             .collect();
         Table {
@@ -390,6 +434,8 @@ impl Table {
             reported: false,
             next_instance: 1,
             sweep: Sweep::NotYet,
+            reload: None,
+            stop_forwarded: false,
         }
     }
 
@@ -429,8 +475,9 @@ impl Table {
                 }
             }
             Input::Control { client, command } => {
-                let answer = self.on_control(command, now, &mut out);
-                out.push(Effect::Reply { client, answer });
+                if let Some(answer) = self.on_control(client, command, now, &mut out) {
+                    out.push(Effect::Reply { client, answer });
+                }
             }
             Input::NoChildren => {
                 if let Sweep::Running { .. } = self.sweep {
@@ -573,7 +620,7 @@ impl Table {
         self.units
             .iter()
             .map(|unit| {
-                let current = unit.instances.last();
+                let current = unit.serving_index().and_then(|i| unit.instances.get(i));
                 let state = match (unit.state, current.map(|i| i.phase)) {
                     (UnitState::Waiting, _) => "waiting",
                     (UnitState::Backoff { .. }, _) => "backoff",
@@ -603,6 +650,7 @@ impl Table {
                     },
                     restarts: unit.restarts,
                     last_exit: unit.last_exit.map(describe),
+                    reload: unit.reload_note(),
                 }
             })
             .collect()
@@ -686,6 +734,7 @@ impl Table {
             self.advance_stop(now, out);
         } else {
             self.advance_start(now, out);
+            self.advance_reload(now, out);
         }
     }
 
@@ -817,19 +866,7 @@ impl Table {
         u.state = UnitState::Active;
         // Most units have one instance at a time: no room for four.
         u.instances.reserve_exact(1);
-        u.instances.push(Instance {
-            id,
-            generation: u.generations,
-            pid: None,
-            pgid: None,
-            phase: Phase::Spawning,
-            started_at: now,
-            has_terminal: false,
-            killed: false,
-            timed_out: false,
-            output_open: false,
-            linger_until: None,
-        });
+        u.instances.push(Instance::new(id, u.generations, now));
         out.push(Effect::Spawn { instance: id, unit });
     }
 
@@ -881,6 +918,17 @@ impl Table {
         let Some((unit, index)) = self.find(id) else {
             return;
         };
+        if self.units[unit].pending == Some(id) {
+            self.pending_failed(
+                unit,
+                index,
+                &format!("could not be started: {failure}"),
+                out,
+            );
+            self.units[unit].instances.remove(index);
+            out.push(Effect::Forget(id));
+            return;
+        }
         let group = self.is_group();
         let u = &mut self.units[unit];
         u.instances.remove(index);
@@ -891,7 +939,7 @@ impl Table {
         }
         u.spawn_failure = Some(failure);
         out.push(Effect::Forget(id));
-        self.stop_all(Cause::Exited(unit));
+        self.stop_all(Cause::Exited(unit), out);
     }
 
     fn on_ready(&mut self, id: InstanceId, out: &mut Vec<Effect>) {
@@ -915,11 +963,17 @@ impl Table {
         let id = u.instances[index].id;
         u.instances[index].timed_out = true;
         out.push(Effect::StopProbe(id));
+        if u.pending == Some(id) {
+            let why = format!("was not ready after {}", seconds(u.spec.ready_timeout));
+            self.pending_failed(unit, index, &why, out);
+            self.begin_stop(unit, index, true, now, out);
+            return;
+        }
         out.push(Effect::Line(u.not_ready()));
         let first_start = !u.was_ready;
         self.begin_stop(unit, index, true, now, out);
         if first_start {
-            self.stop_all(Cause::NotReady(unit));
+            self.stop_all(Cause::NotReady(unit), out);
         }
     }
 
@@ -939,12 +993,23 @@ impl Table {
             return;
         };
         let is_group = self.is_group();
+        let on_trial = self.units[unit].pending;
+        let instance = &self.units[unit].instances[index];
+        if on_trial == Some(instance.id) && instance.phase != Phase::Ready {
+            let why = format!("ended before it was ready ({})", describe(status));
+            self.pending_failed(unit, index, &why, out);
+        }
         let u = &mut self.units[unit];
-        let name = u.spec.name.clone();
         let instance = &mut u.instances[index];
+        // A replaced generation's end is not the unit's.
+        let name = if instance.superseded {
+            format!("{} generation {}", u.spec.name, instance.generation)
+        } else {
+            u.last_exit = Some(status);
+            u.spec.name.clone()
+        };
         instance.pid = None;
         instance.linger_until = Some(deadline(now, self.settings.output_linger));
-        u.last_exit = Some(status);
         if std::mem::take(&mut instance.has_terminal) && is_group {
             // Back to herd, so that Ctrl-C reaches herd again and a restart
             // can hand it over once more.
@@ -1033,9 +1098,13 @@ impl Table {
             if gone {
                 out.push(Effect::Forget(instance.id));
                 if let Phase::Stopping { requested: r, .. } = instance.phase {
-                    requested = Some(r);
+                    // A replaced generation was asked to stop, but when it
+                    // is the last to go the unit has nothing serving left:
+                    // a failure, for the restart policy to judge.
+                    let r = r && !instance.superseded;
+                    requested = Some(requested.unwrap_or(false) || r);
                 }
-                timed_out |= instance.timed_out;
+                timed_out |= instance.timed_out && !instance.superseded;
             }
             !gone
         });
@@ -1076,7 +1145,7 @@ impl Table {
         if restart {
             if !u.limit.allow(now) {
                 out.push(Effect::Line(u.gave_up()));
-                self.stop_all(Cause::GaveUp(unit));
+                self.stop_all(Cause::GaveUp(unit), out);
                 return;
             }
             u.restarts = u.restarts.saturating_add(1);
@@ -1093,7 +1162,7 @@ impl Table {
                 seconds(delay)
             )));
         } else if failed || !u.spec.oneshot {
-            self.stop_all(Cause::Exited(unit));
+            self.stop_all(Cause::Exited(unit), out);
         }
     }
 
@@ -1212,16 +1281,21 @@ impl Table {
         });
     }
 
-    fn stop_all(&mut self, cause: Cause) {
+    fn stop_all(&mut self, cause: Cause, out: &mut Vec<Effect>) {
         if !self.stopping {
             self.stopping = true;
             self.cause = Some(cause);
+            self.cancel_reload("herd is stopping", out);
         }
     }
 
     fn on_signal(&mut self, signal: i32, now: Instant, out: &mut Vec<Effect>) {
         if signal == libc::SIGUSR1 && self.settings.reopens_log {
             out.push(Effect::ReopenLog);
+            return;
+        }
+        if signal == libc::SIGHUP && self.settings.hup_reloads {
+            self.on_reload(None, None, now, out);
             return;
         }
         match self.settings.policy {
@@ -1232,39 +1306,42 @@ impl Table {
 
     /// A single command: every signal goes on to the child (its group once
     /// it is gone, or with `-g`); a stop request starts the grace.
+    /// With a reload under way, every generation gets it.
     fn forward(&mut self, signal: i32, group_signal: bool, now: Instant, out: &mut Vec<Effect>) {
-        let Some(unit) = self.units.first_mut() else {
-            return;
-        };
-        let Some(instance) = unit.instances.first() else {
-            return;
-        };
-        let Some(pgid) = instance.pgid else {
-            return;
-        };
-        let id = instance.id;
-        if signal == libc::SIGCONT && instance.has_terminal {
-            // Resumed by the shell's `fg`: the terminal goes back to the child.
-            out.push(Effect::ResumeTerminal(id));
-        }
-        // After the child is gone only its group is left to forward to; and
-        // SIGCONT must wake every member a Ctrl-Z stopped.
-        let to_group = group_signal || instance.pid.is_none() || signal == libc::SIGCONT;
-        let target = if to_group { "process group" } else { "pid" };
-        out.push(Effect::Note(format!(
-            "forwarding {} to {target} {pgid}",
-            signals::name(signal)
-        )));
-        out.push(Effect::Signal {
-            to: if to_group {
-                Target::Group(id)
-            } else {
-                Target::Process(id)
-            },
-            signal,
-        });
         if signals::is_stop_request(signal) {
-            self.start_grace(0, 0, now, out);
+            self.stop_forwarded = true;
+            self.cancel_reload("herd is stopping", out);
+        }
+        let instances = self.units.first().map_or(0, |u| u.instances.len());
+        for index in 0..instances {
+            let instance = &self.units[0].instances[index];
+            let Some(pgid) = instance.pgid else {
+                continue;
+            };
+            let id = instance.id;
+            if signal == libc::SIGCONT && instance.has_terminal {
+                // Resumed by the shell's `fg`: the terminal goes back to the child.
+                out.push(Effect::ResumeTerminal(id));
+            }
+            // After the child is gone only its group is left to forward to;
+            // and SIGCONT must wake every member a Ctrl-Z stopped.
+            let to_group = group_signal || instance.pid.is_none() || signal == libc::SIGCONT;
+            let target = if to_group { "process group" } else { "pid" };
+            out.push(Effect::Note(format!(
+                "forwarding {} to {target} {pgid}",
+                signals::name(signal)
+            )));
+            out.push(Effect::Signal {
+                to: if to_group {
+                    Target::Group(id)
+                } else {
+                    Target::Process(id)
+                },
+                signal,
+            });
+            if signals::is_stop_request(signal) {
+                self.start_grace(0, index, now, out);
+            }
         }
     }
 
@@ -1275,7 +1352,7 @@ impl Table {
                     "got {}: stopping",
                     signals::name(signal)
                 )));
-                self.stop_all(Cause::Request);
+                self.stop_all(Cause::Request, out);
             } else if signal != libc::SIGQUIT && !self.kill_everything {
                 out.push(Effect::Line(format!(
                     "got {} while stopping: killing everything",
@@ -1334,10 +1411,26 @@ impl Table {
         }
     }
 
-    fn on_control(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) -> Answer {
-        if let Command::Status = command {
-            return Answer::Ok(crate::control::status_fields(&self.status(now)));
+    /// The answer to `command`; `None` when it comes later (a reload is
+    /// answered when it ends).
+    fn on_control(
+        &mut self,
+        client: ClientId,
+        command: Command,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> Option<Answer> {
+        match command {
+            Command::Status => Some(Answer::Ok(crate::control::status_fields(&self.status(now)))),
+            Command::Reload(name) => {
+                self.on_reload(Some(client), name.as_deref(), now, out);
+                None
+            }
+            command => Some(self.on_request(command, now, out)),
         }
+    }
+
+    fn on_request(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) -> Answer {
         if !self.is_group() {
             return match command {
                 Command::Stop => {
@@ -1348,13 +1441,16 @@ impl Table {
                     if let Policy::Transparent { group_signal } = self.settings.policy {
                         self.forward(signal, group_signal, now, out);
                     }
-                    if self.units.first().is_some_and(|u| !u.instances.is_empty()) {
-                        self.start_grace(0, 0, now, out);
+                    self.stop_forwarded = true;
+                    self.cancel_reload("herd is stopping", out);
+                    let instances = self.units.first().map_or(0, |u| u.instances.len());
+                    for index in 0..instances {
+                        self.start_grace(0, index, now, out);
                     }
                     Answer::Ok(Vec::new())
                 }
                 _ => Answer::Error(
-                    "a single command answers status and stop only; use a group (-c, -f)"
+                    "a single command answers status, stop and reload only; use a group (-c, -f)"
                         .to_string(),
                 ),
             };
@@ -1368,9 +1464,9 @@ impl Table {
                 Some(unit) => unit,
                 None => return Answer::Error(format!("no process named '{name}'")),
             },
-            Command::Status | Command::Stop | Command::Reload => 0,
+            Command::Status | Command::Stop | Command::Reload(_) => 0,
         };
-        if self.stopping && !matches!(command, Command::Stop | Command::Reload) {
+        if self.stopping && command != Command::Stop {
             return Answer::Error("the group is stopping".to_string());
         }
         let ok = || Answer::Ok(Vec::new());
@@ -1379,15 +1475,16 @@ impl Table {
             .get(unit)
             .map_or(String::new(), |u| u.spec.name.clone());
         let current = self.units.get(unit).and_then(|u| {
-            let index = u.instances.len().checked_sub(1)?;
+            let index = u.serving_index()?;
             Some((index, u.instances[index].phase, u.instances[index].id))
         });
         match command {
-            Command::Status => ok(),
+            // Answered by `on_control`.
+            Command::Status | Command::Reload(_) => ok(),
             Command::Stop => {
                 if !self.stopping {
                     out.push(Effect::Line("stop requested: stopping".to_string()));
-                    self.stop_all(Cause::Request);
+                    self.stop_all(Cause::Request, out);
                 }
                 ok()
             }
@@ -1448,7 +1545,6 @@ impl Table {
                     _ => Answer::Error(format!("{name} is not running")),
                 }
             }
-            Command::Reload => Answer::Error("reload is not supported yet".to_string()),
         }
     }
 }

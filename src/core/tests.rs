@@ -32,6 +32,8 @@ fn settings(policy: Policy) -> Settings {
         sweep: None,
         reopens_log: false,
         output_linger: 100 * MS,
+        reload_batch: 0,
+        hup_reloads: false,
     }
 }
 
@@ -1183,4 +1185,361 @@ fn durations_read_as_seconds() {
     assert_eq!(seconds(Duration::from_millis(100)), "0.1s");
     assert_eq!(seconds(Duration::from_secs(30)), "30s");
     assert_eq!(seconds(Duration::from_micros(1_234_567)), "1.235s");
+}
+
+// --- reload ------------------------------------------------------------
+
+const WAITER: ClientId = 9;
+
+impl Sim {
+    /// `herd reload [NAME]` from client `WAITER`.
+    fn reload(&mut self, name: Option<&str>) -> Vec<Effect> {
+        self.feed(Input::Control {
+            client: WAITER,
+            command: Command::Reload(name.map(str::to_string)),
+        })
+    }
+
+    /// The unit's instances, oldest first.
+    fn instances(&self, name: &str) -> Vec<Instance> {
+        self.unit(name).instances.clone()
+    }
+
+    fn pid_of(&self, id: InstanceId) -> Pid {
+        self.table.instance(id).and_then(|(_, i)| i.pid).unwrap()
+    }
+
+    fn exit_instance(&mut self, id: InstanceId, status: WaitStatus) -> Vec<Effect> {
+        let pid = self.pid_of(id);
+        self.feed(Input::Exited {
+            pid,
+            status,
+            group: GroupState::Empty,
+        })
+    }
+
+    fn note_of(&self, name: &str) -> Option<String> {
+        let rows = self.table.status(self.now);
+        rows.into_iter().find(|r| r.name == name).unwrap().reload
+    }
+}
+
+fn reply_to(effects: &[Effect], client: ClientId) -> Option<Answer> {
+    effects.iter().find_map(|effect| match effect {
+        Effect::Reply { client: c, answer } if *c == client => Some(answer.clone()),
+        _ => None,
+    })
+}
+
+fn error_text(answer: Option<Answer>) -> String {
+    match answer {
+        Some(Answer::Error(text)) => text,
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+/// A group of one `web` with a ready check, its first generation ready.
+fn serving_web() -> (Sim, InstanceId) {
+    let web = with(spec("web"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![web, spec("db")]);
+    let first = sim.id("web");
+    sim.feed(Input::Ready(first));
+    assert_eq!(sim.state("web"), "running");
+    (sim, first)
+}
+
+#[test]
+fn a_reload_starts_a_new_generation_beside_the_serving_one() {
+    let (mut sim, first) = serving_web();
+    let effects = sim.reload(Some("web"));
+    assert_eq!(spawns(&effects), [0]);
+    assert!(signals(&effects).is_empty(), "the old one keeps serving");
+    assert_eq!(reply_to(&effects, WAITER), None, "answered when it ends");
+    let instances = sim.instances("web");
+    assert_eq!(instances.len(), 2);
+    assert_eq!(instances[0].id, first);
+    assert_eq!(instances[1].generation, 2);
+    assert_eq!(sim.state("web"), "running");
+    assert_eq!(sim.pid("web"), pid_of_instance(instances[1].id));
+    assert_eq!(sim.note_of("web").as_deref(), Some("generation 2 starting"));
+}
+
+#[test]
+fn the_old_generation_is_stopped_only_once_the_new_one_is_ready() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let new = sim.id("web");
+    let effects = sim.feed(Input::Ready(new));
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    assert_eq!(
+        reply_to(&effects, WAITER),
+        Some(Answer::Ok(vec![("reloaded".into(), "1".into())]))
+    );
+    assert!(effects.contains(&Effect::ReloadFinished { ok: true }));
+    assert_eq!(sim.note_of("web").as_deref(), Some("1 draining"));
+    let effects = sim.terminated(first);
+    assert!(!has_line(&effects, "restarting"));
+    assert_eq!(sim.state("web"), "running");
+    assert_eq!(
+        sim.unit("web").last_exit,
+        None,
+        "a replaced run's end is not the unit's"
+    );
+    assert_eq!(sim.note_of("web"), None);
+    assert!(!sim.table.stopping);
+}
+
+#[test]
+fn a_new_generation_that_exits_before_ready_fails_the_reload_and_the_old_goes_on() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let new = sim.id("web");
+    let effects = sim.exit_instance(new, exited(3));
+    let why = error_text(reply_to(&effects, WAITER));
+    assert!(
+        why.contains("generation 2 ended before it was ready (exit 3)"),
+        "{why}"
+    );
+    assert!(signals(&effects).is_empty(), "the old one is left alone");
+    assert!(spawns(&effects).is_empty(), "no restart of the unit");
+    assert!(effects.contains(&Effect::ReloadFinished { ok: false }));
+    assert_eq!(sim.instances("web").len(), 1);
+    assert_eq!(sim.id("web"), first);
+    assert_eq!(sim.state("web"), "running");
+    assert!(sim.note_of("web").unwrap().contains("reload failed"));
+    assert!(!sim.table.stopping);
+}
+
+#[test]
+fn a_new_generation_not_ready_in_time_is_stopped_and_the_old_goes_on() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let new = sim.id("web");
+    let effects = sim.after(Duration::from_secs(31));
+    assert_eq!(signals(&effects), [(Target::Group(new), TERM)]);
+    let why = error_text(reply_to(&effects, WAITER));
+    assert!(why.contains("was not ready after 30s"), "{why}");
+    sim.terminated(new);
+    assert_eq!(sim.instances("web").len(), 1);
+    assert_eq!(sim.id("web"), first);
+    assert!(!sim.table.stopping, "a failed reload never stops the group");
+}
+
+#[test]
+fn a_new_generation_that_cannot_be_spawned_fails_the_reload() {
+    let (mut sim, first) = serving_web();
+    sim.fail_spawns = true;
+    let effects = sim.reload(Some("web"));
+    let why = error_text(reply_to(&effects, WAITER));
+    assert!(why.contains("could not be started"), "{why}");
+    assert_eq!(sim.id("web"), first);
+    assert!(!sim.table.stopping);
+}
+
+#[test]
+fn a_trigger_while_the_new_generation_is_not_ready_replaces_it() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let second = sim.id("web");
+    let effects = sim.feed(Input::Control {
+        client: 10,
+        command: Command::Reload(Some("web".into())),
+    });
+    assert_eq!(signals(&effects), [(Target::Group(second), TERM)]);
+    assert_eq!(spawns(&effects), [0]);
+    let third = sim.id("web");
+    sim.terminated(second);
+    let effects = sim.feed(Input::Ready(third));
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    assert!(matches!(reply_to(&effects, WAITER), Some(Answer::Ok(_))));
+    assert!(matches!(reply_to(&effects, 10), Some(Answer::Ok(_))));
+    assert_eq!(sim.current("web").generation, 3);
+}
+
+#[test]
+fn five_triggers_in_a_row_leave_one_new_generation() {
+    let (mut sim, _) = serving_web();
+    for _ in 0..5 {
+        sim.reload(Some("web"));
+    }
+    let on_trial: Vec<_> = sim
+        .instances("web")
+        .into_iter()
+        .filter(|i| !i.superseded)
+        .collect();
+    assert_eq!(on_trial.len(), 2, "the serving one and the newest");
+    assert_eq!(sim.current("web").generation, 6);
+}
+
+#[test]
+fn several_old_generations_may_drain_at_once() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let second = sim.id("web");
+    sim.feed(Input::Ready(second));
+    sim.reload(Some("web"));
+    let third = sim.id("web");
+    let effects = sim.feed(Input::Ready(third));
+    assert_eq!(signals(&effects), [(Target::Group(second), TERM)]);
+    assert_eq!(sim.instances("web").len(), 3);
+    assert_eq!(sim.note_of("web").as_deref(), Some("2 draining"));
+    sim.terminated(first);
+    sim.terminated(second);
+    assert_eq!(sim.instances("web").len(), 1);
+}
+
+#[test]
+fn an_old_generation_that_ignores_its_stop_signal_gets_sigkill_after_its_grace() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let new = sim.id("web");
+    sim.feed(Input::Ready(new));
+    let effects = sim.after(Duration::from_secs(11));
+    assert_eq!(signals(&effects), [(Target::Group(first), KILL)]);
+}
+
+#[test]
+fn the_serving_generation_dying_during_a_reload_leaves_the_new_one_to_take_over() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let new = sim.id("web");
+    let effects = sim.exit_instance(first, exited(1));
+    assert!(!has_line(&effects, "restarting"));
+    assert!(!sim.table.stopping);
+    let effects = sim.feed(Input::Ready(new));
+    assert!(matches!(reply_to(&effects, WAITER), Some(Answer::Ok(_))));
+    assert_eq!(sim.instances("web").len(), 1);
+    assert_eq!(sim.state("web"), "running");
+}
+
+#[test]
+fn when_every_generation_is_gone_the_restart_policy_decides() {
+    let web = with(spec("web"), "ready", Some("file:/tmp/up"));
+    let web = with(web, "restart", Some("on-failure"));
+    let mut sim = Sim::group(vec![web]);
+    let first = sim.id("web");
+    sim.feed(Input::Ready(first));
+    sim.reload(None);
+    let new = sim.id("web");
+    sim.exit_instance(first, exited(1));
+    let effects = sim.exit_instance(new, exited(2));
+    assert!(
+        has_line(&effects, "web restarting in"),
+        "{:?}",
+        lines(&effects)
+    );
+    assert_eq!(sim.unit("web").last_exit, Some(exited(1)));
+}
+
+#[test]
+fn a_stop_during_a_reload_stops_every_generation_and_fails_the_reload() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let new = sim.id("web");
+    let effects = sim.signal(TERM);
+    let why = error_text(reply_to(&effects, WAITER));
+    assert!(why.contains("herd is stopping"), "{why}");
+    // db first, in reverse start order, then every generation of web.
+    let db = sim.id("db");
+    let effects = sim.terminated(db);
+    let stopped: Vec<_> = signals(&effects).into_iter().map(|(to, _)| to).collect();
+    assert!(stopped.contains(&Target::Group(first)));
+    assert!(stopped.contains(&Target::Group(new)));
+    let effects = sim.reload(Some("web"));
+    assert!(error_text(reply_to(&effects, WAITER)).contains("stopping"));
+}
+
+#[test]
+fn a_reload_of_what_is_not_running_or_does_not_exist_is_refused() {
+    let (mut sim, _) = serving_web();
+    let effects = sim.reload(Some("nope"));
+    assert_eq!(
+        error_text(reply_to(&effects, WAITER)),
+        "no process named 'nope'"
+    );
+    let db = sim.id("db");
+    sim.exit_instance(db, exited(0));
+    let mut sim = Sim::group(vec![with(spec("db"), "oneshot", None), spec("web")]);
+    let db = sim.id("db");
+    sim.exit_instance(db, exited(0));
+    let effects = sim.reload(Some("db"));
+    assert_eq!(error_text(reply_to(&effects, WAITER)), "db is not running");
+}
+
+#[test]
+fn a_reload_batch_replaces_units_a_batch_at_a_time() {
+    let ready = |name| with(spec(name), "ready", Some("file:/tmp/up"));
+    let mut config = settings(GROUP);
+    config.reload_batch = 1;
+    let mut sim = Sim::new(config, vec![ready("a"), ready("b")]);
+    sim.feed(Input::Tick);
+    let a1 = sim.id("a");
+    sim.feed(Input::Ready(a1));
+    let b1 = sim.id("b");
+    sim.feed(Input::Ready(b1));
+    let effects = sim.reload(None);
+    assert_eq!(spawns(&effects), [0], "b waits for a's new generation");
+    let a2 = sim.id("a");
+    let effects = sim.feed(Input::Ready(a2));
+    assert_eq!(signals(&effects), [(Target::Group(a1), TERM)]);
+    assert_eq!(spawns(&effects), [1]);
+    assert_eq!(reply_to(&effects, WAITER), None);
+    let b2 = sim.id("b");
+    let effects = sim.feed(Input::Ready(b2));
+    assert_eq!(
+        reply_to(&effects, WAITER),
+        Some(Answer::Ok(vec![("reloaded".into(), "2".into())]))
+    );
+}
+
+#[test]
+fn a_failed_batch_ends_the_reload_before_the_next_one() {
+    let ready = |name| with(spec(name), "ready", Some("file:/tmp/up"));
+    let mut config = settings(GROUP);
+    config.reload_batch = 1;
+    let mut sim = Sim::new(config, vec![ready("a"), ready("b")]);
+    sim.feed(Input::Tick);
+    let a1 = sim.id("a");
+    sim.feed(Input::Ready(a1));
+    let b1 = sim.id("b");
+    sim.feed(Input::Ready(b1));
+    sim.reload(None);
+    let a2 = sim.id("a");
+    let effects = sim.exit_instance(a2, exited(1));
+    assert!(spawns(&effects).is_empty(), "b is not reloaded");
+    assert!(error_text(reply_to(&effects, WAITER)).contains("a: reload failed"));
+}
+
+#[test]
+fn a_single_command_outlives_its_replaced_generation() {
+    let mut sim = Sim::single(false);
+    let first = sim.id("./server");
+    let effects = sim.reload(None);
+    assert_eq!(spawns(&effects), [0]);
+    let second = sim.id("./server");
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    assert!(matches!(reply_to(&effects, WAITER), Some(Answer::Ok(_))));
+    sim.terminated(first);
+    assert_eq!(sim.table.outcome(), None, "herd goes on with generation 2");
+    let effects = sim.signal(TERM);
+    assert_eq!(signals(&effects), [(Target::Process(second), TERM)]);
+    sim.exit_instance(second, WaitStatus::Signaled(TERM));
+    assert_eq!(outcome_code(&sim), 128 + 15);
+}
+
+#[test]
+fn sighup_reloads_when_herd_holds_sockets_and_is_forwarded_otherwise() {
+    let mut config = settings(GROUP);
+    config.hup_reloads = true;
+    let mut sim = Sim::new(config, vec![spec("web")]);
+    sim.feed(Input::Tick);
+    let first = sim.id("web");
+    let effects = sim.signal(libc::SIGHUP);
+    assert_eq!(spawns(&effects), [0]);
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    let mut sim = Sim::group(vec![spec("web")]);
+    let first = sim.id("web");
+    let effects = sim.signal(libc::SIGHUP);
+    assert!(spawns(&effects).is_empty());
+    assert_eq!(signals(&effects), [(Target::Group(first), libc::SIGHUP)]);
 }
