@@ -131,6 +131,12 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "watch",
+        Some("PATH"),
+        "reload when PATH (a file or directory) changes; repeatable",
+    ),
+    flag(
+        None,
         "reload-batch",
         Some("N"),
         "a reload replaces N processes at a time (default 0: all at once)",
@@ -356,6 +362,8 @@ pub struct RunArgs {
     pub parallel_stop: bool,
     /// How many units a reload replaces at a time; 0: all.
     pub reload_batch: usize,
+    /// `--watch`: paths whose changes reload every process.
+    pub watch: Vec<PathBuf>,
     pub color: ColorChoice,
     pub timestamps: bool,
     pub stdin_process: Option<String>,
@@ -442,6 +450,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         start_window: Duration::from_secs(60),
         parallel_stop: false,
         reload_batch: 0,
+        watch: Vec::new(),
         color: ColorChoice::Auto,
         timestamps: false,
         stdin_process: None,
@@ -516,6 +525,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                     value_failure("start-limit", format!("'{given}' is not a whole number"))
                 })?;
             }
+            Long("watch") => run.watch.push(text_value(parser, &flag)?.into()),
             Long("reload-batch") => {
                 let given = text_value(parser, &flag)?;
                 run.reload_batch = given.parse().map_err(|_| {

@@ -19,6 +19,7 @@ mod signals;
 mod spec;
 mod supervisor;
 mod sys;
+mod watch;
 mod wire;
 
 use std::io::Write;

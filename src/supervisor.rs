@@ -39,6 +39,8 @@ pub enum Event {
     Probe(InstanceId, Probed),
     /// An instance's output pipe has been read to its end.
     OutputEnded(InstanceId),
+    /// A `--watch` path changed.
+    Reload,
 }
 
 /// What a ready probe found.
@@ -120,6 +122,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     if let Some(paths) = service.paths() {
         control::serve(paths, inbox.clone())?;
     }
+    crate::watch::start(&args.watch, inbox.clone())?;
     let output = if single {
         Output::new(Style {
             color: false,
@@ -386,6 +389,7 @@ impl Executor<'_> {
                 self.handle(Input::PortTaken { instance, port })
             }
             Event::OutputEnded(instance) => self.handle(Input::OutputEnded(instance)),
+            Event::Reload => self.handle(Input::Reload),
         }
     }
 

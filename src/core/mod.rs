@@ -137,6 +137,8 @@ pub enum Input {
     },
     /// `waitpid` says herd has no child left at all.
     NoChildren,
+    /// A watched file changed: every unit reloads.
+    Reload,
 }
 
 /// Which processes a signal is for.
@@ -479,6 +481,7 @@ impl Table {
                     out.push(Effect::Reply { client, answer });
                 }
             }
+            Input::Reload => self.on_reload(None, None, now, &mut out),
             Input::NoChildren => {
                 if let Sweep::Running { .. } = self.sweep {
                     self.sweep = Sweep::Done;

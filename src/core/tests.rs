@@ -1543,3 +1543,12 @@ fn sighup_reloads_when_herd_holds_sockets_and_is_forwarded_otherwise() {
     assert!(spawns(&effects).is_empty());
     assert_eq!(signals(&effects), [(Target::Group(first), libc::SIGHUP)]);
 }
+
+#[test]
+fn a_watched_file_reloads_every_serving_unit() {
+    let mut sim = Sim::group(vec![spec("web"), spec("worker")]);
+    let effects = sim.feed(Input::Reload);
+    assert_eq!(spawns(&effects), [0, 1]);
+    assert!(effects.contains(&Effect::ReloadStarted));
+    assert!(effects.contains(&Effect::ReloadFinished { ok: true }));
+}

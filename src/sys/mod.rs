@@ -8,6 +8,7 @@ pub mod daemon;
 mod entry;
 pub mod events;
 pub mod fd;
+pub mod inotify;
 pub mod process;
 pub mod signal;
 

@@ -7,5 +7,6 @@ mod group;
 mod input;
 mod loop_faults;
 mod output;
+mod reload;
 mod run;
 mod util;
