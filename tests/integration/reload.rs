@@ -165,3 +165,85 @@ fn a_watch_path_that_does_not_exist_is_refused_before_anything_starts() {
         "the message names the path",
     );
 }
+
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn fifty_reloads_leave_herd_with_the_fds_it_had() {
+    let dir = TempDir::new("reload-fds");
+    let mut herd = Running::start(
+        herd()
+            .args(["run", "--color", "never", "--state-dir"])
+            .arg(dir.join("state"))
+            .args(["-c", "web=echo serving; exec sleep 1000"]),
+    );
+    herd.expect_line("web started (pid");
+    herd.expect_line("web  | serving");
+    let before = fd_count(herd.pid());
+    for n in 2..=51 {
+        let outcome = reload(&dir, &["web"]);
+        outcome.check(outcome.code() == 0, &format!("reload {n}"));
+        herd.expect_line(&format!("web generation {} was killed by SIGTERM", n - 1));
+    }
+    // The last one's reader and the client's connection are gone too.
+    wait_until(
+        "herd's fds to settle",
+        || fd_count(herd.pid()) == before,
+        || {
+            format!(
+                "{} fds, {before} before\n{}",
+                fd_count(herd.pid()),
+                herd.story()
+            )
+        },
+    );
+    herd.signal("TERM");
+    herd.finish();
+}
+
+#[test]
+fn sigterm_during_a_reload_stops_every_generation_and_fails_the_reload() {
+    let dir = TempDir::new("reload-term");
+    let port = free_port();
+    let waits = dir.join("waits");
+    // The second generation never gets ready: nothing listens on its port.
+    let web = format!(
+        "if [ -e {w} ]; then exec sleep 1000; fi; touch {w}; exec python3 -c \"import socket,time; \
+         s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(1000)\"",
+        w = waits.display()
+    );
+    let mut herd = Running::start(
+        herd()
+            .args(["run", "--color", "never", "--state-dir"])
+            .arg(dir.join("state"))
+            .args([
+                "-c",
+                &format!("web={web}"),
+                "--ready",
+                &format!("web=tcp:{port}"),
+            ]),
+    );
+    let old = started_pid(&herd.expect_line("web started (pid"));
+    herd.expect_line("web is ready");
+    let client = Running::start(&mut herd_command_reload(&dir));
+    herd.expect_line("reloading web: starting generation 2");
+    let new = started_pid(&herd.expect_line("web started (pid"));
+    herd.signal("TERM");
+    let outcome = client.finish();
+    outcome.check(outcome.code() == 1, "the waiting reload fails");
+    outcome.check(outcome.stderr.contains("herd is stopping"), "and says why");
+    let outcome = herd.finish();
+    outcome.check(outcome.code() == 0, "herd stops cleanly");
+    assert!(!is_alive(old) && !is_alive(new), "a generation is left");
+}
+
+fn herd_command_reload(dir: &TempDir) -> std::process::Command {
+    let mut command = herd();
+    command
+        .arg("reload")
+        .arg("--state-dir")
+        .arg(dir.join("state"));
+    command
+}
