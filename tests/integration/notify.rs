@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// `mainpid-fork` (a child in a session of its own is declared with
 /// MAINPID= and then sends READY=1 itself).
 const SENDER: &str = r#"
-import os, socket, sys, time
+import array, os, socket, sys, time
 address = os.environ["NOTIFY_SOCKET"]
 if address.startswith("@"):
     address = "\0" + address[1:]
@@ -30,7 +30,8 @@ for arg in sys.argv[1:]:
         time.sleep(float(arg[6:]))
     elif arg.startswith("fds:"):
         fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(int(arg[4:]))]
-        socket.send_fds(s, [b"X_WITH_FDS=1"], fds, 0, address)
+        rights = array.array("i", fds)
+        s.sendmsg([b"X_WITH_FDS=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)], 0, address)
         for fd in fds:
             os.close(fd)
     elif arg == "oversized":
@@ -373,7 +374,7 @@ fn strangers_garbage_and_fds_never_hurt_herd() {
     garbage.extend(["fds:5"; 20]);
     let me = herd_path();
     let db = format!(
-        "echo \"socket=$NOTIFY_SOCKET\"; {}; {me} notify --status own-garbage-sent; {}",
+        "echo \"socket=$NOTIFY_SOCKET\"; {} && {me} notify --status own-garbage-sent && {}",
         t.sender(&garbage),
         t.sender(&[&format!("wait:{go}"), "READY=1", "sleep:30"])
     );
@@ -386,7 +387,10 @@ fn strangers_garbage_and_fds_never_hurt_herd() {
     // A stranger, run by the test and not by herd, says everything, and
     // waits with herd notify's barrier until herd has read it all.
     garbage.extend(["READY=1\\nSTATUS=from a stranger", "MAINPID=1"]);
-    let stranger = format!("{}; {me} notify --status stranger-done", t.sender(&garbage));
+    let stranger = format!(
+        "{} && {me} notify --status stranger-done",
+        t.sender(&garbage)
+    );
     let out = run_to_end(
         Command::new("sh")
             .args(["-c", &stranger])
