@@ -85,7 +85,7 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "ready",
         Some("NAME=CHECK"),
-        "NAME is ready when CHECK passes: tcp:[HOST:]PORT or file:PATH",
+        "NAME is ready when CHECK passes: tcp:[HOST:]PORT, file:PATH or notify",
     ),
     flag(
         None,
@@ -268,8 +268,19 @@ pub enum Request {
     Run(Box<RunArgs>),
     Start(Box<RunArgs>),
     Client(ClientArgs),
+    /// `herd notify`: one datagram to `$NOTIFY_SOCKET`.
+    Notify(NotifyArgs),
     Help(String),
     Version,
+}
+
+/// What `herd notify` says; at least one of them.
+#[derive(Debug, Default, PartialEq)]
+pub struct NotifyArgs {
+    pub ready: bool,
+    pub status: Option<String>,
+    pub stopping: bool,
+    pub reloading: bool,
 }
 
 /// Which running herd a command means.
@@ -389,6 +400,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failur
         Some(Short('h') | Long("help")) | None => Ok(Request::Help(main_help())),
         Some(Short('V') | Long("version")) => Ok(Request::Version),
         Some(Value(command)) if command == "run" => parse_run(&mut parser, false),
+        Some(Value(command)) if command == "notify" => parse_notify(&mut parser),
         Some(Value(command)) if command == "start" => {
             let asks_help = rest.iter().any(|arg| arg == "-h" || arg == "--help");
             if explicit_command || asks_help || starts_a_group(&rest) {
@@ -603,6 +615,44 @@ fn set_target(target: &mut Target, flag: &str, value: String) -> Result<(), Fail
     Ok(())
 }
 
+/// `herd notify --ready | --status TEXT | --stopping | --reloading`.
+fn parse_notify(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
+    use lexopt::prelude::*;
+    let bad = |e: lexopt::Error| usage_failure("notify ", e);
+    let mut args = NotifyArgs::default();
+    while let Some(arg) = parser.next().map_err(bad)? {
+        match arg {
+            Long("ready") => args.ready = true,
+            Long("stopping") => args.stopping = true,
+            Long("reloading") => args.reloading = true,
+            Long("status") => args.status = Some(text_value(parser, "status")?),
+            Short('h') | Long("help") => return Ok(Request::Help(notify_help())),
+            other => return Err(bad(other.unexpected())),
+        }
+    }
+    if args == NotifyArgs::default() {
+        return Err(Failure::new(
+            "reading arguments",
+            "notify needs --ready, --status TEXT, --stopping or --reloading; see 'herd notify --help'",
+        ));
+    }
+    Ok(Request::Notify(args))
+}
+
+fn notify_help() -> String {
+    "Usage: herd notify [--ready] [--status TEXT] [--stopping] [--reloading]\n\n\
+     Tells the supervisor named by $NOTIFY_SOCKET (herd, for a process it runs,\n\
+     or systemd) about the calling process, as systemd-notify does; for shell\n\
+     children of a process that is ready=notify.\n\n\
+     Options:\n\
+     \x20 --ready        it is ready (READY=1)\n\
+     \x20 --status TEXT  what it is doing, shown by herd status (STATUS=TEXT)\n\
+     \x20 --stopping     it is stopping (STOPPING=1)\n\
+     \x20 --reloading    it is reloading (RELOADING=1 with MONOTONIC_USEC)\n\n\
+     Exit status: 0 sent; 125 NOTIFY_SOCKET unset, invalid or unreachable.\n"
+        .to_string()
+}
+
 /// `herd status|stop|start|restart|signal|send|reload [OPTIONS] [ARGS]`.
 fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, Failure> {
     use lexopt::prelude::*;
@@ -790,6 +840,7 @@ fn main_help() -> String {
          \x20      herd status|stop|reload --name NAME\n\
          \x20      herd start|stop|restart NAME --name GROUP\n\
          \x20      herd signal PROCESS SIG | send PROCESS TEXT|- --name GROUP\n\
+         \x20      herd notify [--ready] [--status TEXT] [--stopping] [--reloading]\n\
          \x20      herd --help | --version\n\n\
          Commands:\n\
          \x20 run      run CMD with herd as its init, or a group of processes\n\
@@ -797,7 +848,8 @@ fn main_help() -> String {
          \x20 start    the same, detached; returns once the group is ready\n\
          \x20 status   show a running herd's processes (--json)\n\
          \x20 stop     stop a running herd (or one PROCESS of it) and wait\n\
-         \x20 restart, signal, send, reload: act on one process\n\n\
+         \x20 restart, signal, send, reload: act on one process\n\
+         \x20 notify   from a child: tell herd it is ready, its status (systemd-notify)\n\n\
          Options:\n{}\n\
          'herd COMMAND --help' describes a command; 'man herd' describes everything.\n",
         env!("CARGO_PKG_VERSION"),

@@ -223,6 +223,10 @@ struct Row {
     last_exit: String,
     /// `-` when no reload is under way or has failed.
     reload: String,
+    /// Its `STATUS=` text, `-` when it said none.
+    status: String,
+    /// Seconds since its last `WATCHDOG=1`, `-` when it sent none.
+    watchdog: String,
 }
 
 fn read_status(fields: &[(String, String)]) -> Vec<Row> {
@@ -244,12 +248,15 @@ fn read_status(fields: &[(String, String)]) -> Vec<Row> {
                 restarts: get("restarts"),
                 last_exit: get("last_exit"),
                 reload: get("reload"),
+                status: get("status"),
+                watchdog: get("watchdog"),
             }
         })
         .collect()
 }
 
-/// The RELOAD column is there only while some row has something in it.
+/// The RELOAD and STATUS columns are there only while some row has
+/// something in them.
 fn status_table(rows: &[Row]) -> String {
     let header = [
         "NAME",
@@ -259,13 +266,9 @@ fn status_table(rows: &[Row]) -> String {
         "RESTARTS",
         "LAST EXIT",
         "RELOAD",
+        "STATUS",
     ];
-    let columns = if rows.iter().any(|row| row.reload != "-") {
-        7
-    } else {
-        6
-    };
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|row| {
             let uptime = row.uptime.parse::<f64>().map_or("-".to_string(), |secs| {
@@ -283,33 +286,33 @@ fn status_table(rows: &[Row]) -> String {
                 row.restarts.clone(),
                 row.last_exit.clone(),
                 row.reload.clone(),
+                row.status.clone(),
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..7)
+    let shown: Vec<usize> = (0..header.len())
+        .filter(|&column| column < 6 || cells.iter().any(|cell| cell[column] != "-"))
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
         .map(|column| {
             cells
                 .iter()
-                .map(|cell| cell[column].len())
+                .map(|cell| cell[column].chars().count())
                 .chain([header[column].len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let line = |cells: [&str; 7]| {
-        let padded: Vec<String> = cells
+    let line = |cells: [&str; 8]| {
+        let padded: Vec<String> = shown
             .iter()
-            .take(columns)
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
+            .map(|&column| format!("{:width$}", cells[column], width = widths[column]))
             .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut text = line(header);
     for cell in &cells {
-        text.push_str(&line([
-            &cell[0], &cell[1], &cell[2], &cell[3], &cell[4], &cell[5], &cell[6],
-        ]));
+        text.push_str(&line(cell.each_ref().map(String::as_str)));
     }
     text
 }
@@ -330,14 +333,16 @@ fn status_json(name: &str, pid: Option<i32>, rows: &[Row]) -> String {
                 text => json_string(text),
             };
             format!(
-                "{{\"name\":{},\"state\":{},\"pid\":{},\"uptime\":{},\"restarts\":{},\"last_exit\":{},\"reload\":{}}}",
+                "{{\"name\":{},\"state\":{},\"pid\":{},\"uptime\":{},\"restarts\":{},\"last_exit\":{},\"reload\":{},\"status\":{},\"watchdog\":{}}}",
                 json_string(&row.name),
                 json_string(&row.state),
                 number_or_null(&row.pid),
                 if row.pid == "-" { "null".to_string() } else { number_or_null(&row.uptime) },
                 number_or_null(&row.restarts),
                 text_or_null(&row.last_exit),
-                text_or_null(&row.reload)
+                text_or_null(&row.reload),
+                text_or_null(&row.status),
+                number_or_null(&row.watchdog)
             )
         })
         .collect();
@@ -378,6 +383,8 @@ mod tests {
             restarts: "2".into(),
             last_exit: "-".into(),
             reload: "-".into(),
+            status: "-".into(),
+            watchdog: "-".into(),
         }
     }
 
@@ -391,6 +398,19 @@ mod tests {
             "NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  RELOAD\n\
              web   running  120  12s     2         -          generation 3 starting\n\
              db    running  121  12s     2         -          -\n"
+        );
+    }
+
+    #[test]
+    fn the_status_column_shows_only_while_a_row_has_one() {
+        let mut web = row("web", "120");
+        web.status = "serving 3 clients".into();
+        let text = status_table(&[row("db", "121"), web]);
+        assert_eq!(
+            text,
+            "NAME  STATE    PID  UPTIME  RESTARTS  LAST EXIT  STATUS\n\
+             db    running  121  12s     2         -          -\n\
+             web   running  120  12s     2         -          serving 3 clients\n"
         );
     }
 
@@ -411,7 +431,8 @@ mod tests {
         assert_eq!(
             text,
             "{\"name\":\"g\\\"1\",\"pid\":7,\"processes\":[{\"name\":\"web\",\"state\":\"running\",\
-             \"pid\":120,\"uptime\":12.400,\"restarts\":2,\"last_exit\":null,\"reload\":null}]}\n"
+             \"pid\":120,\"uptime\":12.400,\"restarts\":2,\"last_exit\":null,\"reload\":null,\
+             \"status\":null,\"watchdog\":null}]}\n"
         );
     }
 }

@@ -418,6 +418,10 @@ pub struct ProcessStatus {
     pub last_exit: Option<String>,
     /// A reload's progress or its last failure.
     pub reload: Option<String>,
+    /// What the process last said with `STATUS=` on the notify socket.
+    pub status_text: Option<String>,
+    /// How long ago it last said `WATCHDOG=1`.
+    pub watchdog: Option<Duration>,
 }
 
 /// A status reply: `processes=N`, then `process.I.KEY=VALUE` for each.
@@ -442,6 +446,12 @@ pub fn status_fields(processes: &[ProcessStatus]) -> Vec<(String, String)> {
         ]);
         if let Some(reload) = &process.reload {
             fields.push((key("reload"), reload.clone()));
+        }
+        if let Some(text) = &process.status_text {
+            fields.push((key("status"), text.clone()));
+        }
+        if let Some(age) = process.watchdog {
+            fields.push((key("watchdog"), format!("{:.3}", age.as_secs_f64())));
         }
     }
     fields

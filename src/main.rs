@@ -12,6 +12,7 @@ mod daemon;
 mod error;
 mod load;
 mod log;
+mod notify;
 mod output;
 mod probe;
 mod procfile;
@@ -54,6 +55,12 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
             supervise(*args, service)
         }
         cli::Request::Client(args) => client::run(args),
+        cli::Request::Notify(args) => notify::send_from_child(&notify::message(
+            args.ready,
+            args.status.as_deref(),
+            args.stopping,
+            args.reloading,
+        )),
     }
 }
 

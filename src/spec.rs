@@ -27,6 +27,8 @@ pub enum Ready {
     Tcp(TcpCheck),
     /// When PATH exists.
     File(String),
+    /// When the process sends `READY=1` to herd's `NOTIFY_SOCKET`.
+    Notify,
 }
 
 /// `tcp:[HOST:]PORT`: which listener makes a process ready.
@@ -152,16 +154,20 @@ pub fn parse_restart(text: &str) -> Result<Restart, String> {
     }
 }
 
-/// `tcp:PORT`, `tcp:HOST:PORT` or `file:PATH`. HOST is an IPv4 address,
-/// an IPv6 address in brackets or `localhost`; PORT is 1 to 65535 or `$PORT`.
+/// `tcp:PORT`, `tcp:HOST:PORT`, `file:PATH` or `notify`. HOST is an IPv4
+/// address, an IPv6 address in brackets or `localhost`; PORT is 1 to 65535
+/// or `$PORT`.
 pub fn parse_ready(text: &str) -> Result<Ready, String> {
+    if text == "notify" {
+        return Ok(Ready::Notify);
+    }
     if let Some(address) = text.strip_prefix("tcp:") {
         return parse_tcp(address).map(Ready::Tcp);
     }
     match text.strip_prefix("file:") {
         Some(path) if !path.is_empty() => Ok(Ready::File(path.to_string())),
         _ => Err(format!(
-            "'{text}' is not a ready check (tcp:[HOST:]PORT, file:PATH)"
+            "'{text}' is not a ready check (tcp:[HOST:]PORT, file:PATH, notify)"
         )),
     }
 }
@@ -269,6 +275,8 @@ mod tests {
         assert!(web.oneshot);
         web.apply("ready", Some("file:/tmp/up")).unwrap();
         assert_eq!(web.ready, Ready::File("/tmp/up".into()));
+        web.apply("ready", Some("notify")).unwrap();
+        assert_eq!(web.ready, Ready::Notify);
     }
 
     #[test]
@@ -285,6 +293,7 @@ mod tests {
             ("ready-timeout", Some("31536001"), "more than a year"),
             ("ready", Some("http:80"), "not a ready check"),
             ("ready", Some("file:"), "not a ready check"),
+            ("ready", Some("notify:1"), "not a ready check"),
             ("oneshot", Some("maybe"), "oneshot takes"),
             ("colour", Some("red"), "unknown setting 'colour'"),
         ] {

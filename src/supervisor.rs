@@ -13,6 +13,7 @@ use crate::core::{
 use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::load;
+use crate::notify::{self, Notice, Upward};
 use crate::output::{self, Output, ReaderId, Style};
 use crate::probe::{self, TcpProbe};
 use crate::spec::{ProcessSpec, Ready, TcpCheck, TcpPort};
@@ -20,6 +21,7 @@ use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
+use crate::sys::Pid;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
@@ -41,6 +43,14 @@ pub enum Event {
     OutputEnded(InstanceId),
     /// A `--watch` path changed.
     Reload,
+    /// A datagram on herd's notify socket, from `pid` of process group `pgid`.
+    Notify {
+        pid: Pid,
+        pgid: Option<Pid>,
+        notice: Notice,
+    },
+    /// A datagram on herd's notify socket was ignored, for `-v`.
+    NotifyIgnored(String),
 }
 
 /// What a ready probe found.
@@ -89,13 +99,17 @@ const EXIT_LINE_WAIT: Duration = Duration::from_millis(100);
 /// Runs a single command or a group until everything it started is gone;
 /// returns the exit code herd must exit with.
 pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
+    // Read once and taken out of herd's environment before any thread
+    // exists: it is herd's, and no child may get it unchanged.
+    let manager_socket = std::env::var(notify::NOTIFY_SOCKET).ok();
+    std::env::remove_var(notify::NOTIFY_SOCKET);
     // Before any thread exists, so that every thread inherits the full mask
     // and signals reach only the signalfd.
     let caller_mask = signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
     let signals =
         SignalFd::new(&SignalSet::full()).map_err(|e| Failure::io("opening a signalfd", &e))?;
     let single = args.sources.is_empty();
-    let (units, launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
+    let (units, mut launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
         single_launch(&args)
     } else {
         load::group(&args)?
@@ -123,6 +137,17 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         control::serve(paths, inbox.clone())?;
     }
     crate::watch::start(&args.watch, inbox.clone())?;
+    // A group's processes may tell herd they are ready, their status, their
+    // heartbeat; a single command is herd's whole job and says it by running.
+    if !single {
+        let receiver = notify::serve(inbox.clone())?;
+        for launch in &mut launches {
+            launch.env.retain(|(key, _)| key != notify::NOTIFY_SOCKET);
+            launch
+                .env
+                .push((notify::NOTIFY_SOCKET.to_string(), receiver.address.clone()));
+        }
+    }
     let output = if single {
         Output::new(Style {
             color: false,
@@ -152,6 +177,15 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     } else {
         Some(File::open("/dev/null").map_err(|e| Failure::io("opening /dev/null", &e))?)
     };
+    let upward = match Upward::from_value(manager_socket.as_deref(), Instant::now()) {
+        Ok(upward) => upward,
+        Err(why) => {
+            if args.verbose {
+                output.note(&why);
+            }
+            None
+        }
+    };
     let defaults = &args.defaults;
     let settings = Settings {
         policy: if single {
@@ -167,7 +201,11 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         backoff_max: args.backoff_max,
         start_limit: args.start_limit,
         start_window: args.start_window,
-        settle: service.awaits_report().then_some(service.settle),
+        settle: if service.awaits_report() {
+            Some(service.settle)
+        } else {
+            upward.as_ref().map(|_| Duration::ZERO)
+        },
         sweep: is_init.then_some((defaults.stop_signal, defaults.grace)),
         reopens_log: service.writes_a_log(),
         output_linger: EXIT_LINE_WAIT,
@@ -194,6 +232,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         next_client: 1,
         took_terminal: false,
         next_group_poll: None,
+        upward,
     };
     let result = executor.run(&signals, &events);
     executor.output.drain(output::OUTPUT_DRAIN);
@@ -303,6 +342,8 @@ struct Executor<'a> {
     /// A single command was given the terminal, which herd takes back.
     took_terminal: bool,
     next_group_poll: Option<Instant>,
+    /// The manager that started herd with `NOTIFY_SOCKET`, told how herd is.
+    upward: Option<Upward>,
 }
 
 impl Executor<'_> {
@@ -313,7 +354,11 @@ impl Executor<'_> {
                 break outcome;
             }
             let now = Instant::now();
+            self.tell_upward(now);
             let mut due = self.table.next_deadline();
+            if let Some(at) = self.upward.as_ref().and_then(Upward::next_due) {
+                due = Some(due.map_or(at, |d| d.min(at)));
+            }
             let watching =
                 self.table.groups_to_watch().next().is_some() || self.table.is_sweeping();
             if watching {
@@ -353,6 +398,9 @@ impl Executor<'_> {
         if self.took_terminal {
             reclaim_terminal();
         }
+        if let Some(upward) = &mut self.upward {
+            let _ = upward.stopping(Instant::now());
+        }
         self.service.stop_reason = Some(outcome.reason);
         if let Some(failure) = outcome.failure {
             return Err(failure);
@@ -390,6 +438,35 @@ impl Executor<'_> {
             }
             Event::OutputEnded(instance) => self.handle(Input::OutputEnded(instance)),
             Event::Reload => self.handle(Input::Reload),
+            Event::Notify { pid, pgid, notice } => self.handle(Input::Notify { pid, pgid, notice }),
+            Event::NotifyIgnored(why) => self.note(&why),
+        }
+    }
+
+    /// Tells the manager that started herd what changed: stopping, how many
+    /// are ready, and, when a start or stop is slow, that it needs more time.
+    fn tell_upward(&mut self, now: Instant) {
+        let stopping = self.table.is_stopping();
+        let (ready, total) = self.table.readiness();
+        let Some(upward) = &mut self.upward else {
+            return;
+        };
+        let sent = if stopping {
+            upward.stopping(now)
+        } else {
+            upward.status(&format!("{ready} of {total} ready"))
+        }
+        .and_then(|()| upward.tick(now));
+        self.upward_failed(sent);
+    }
+
+    fn upward_failed(&self, sent: io::Result<()>) {
+        if let Err(e) = sent {
+            self.note(&format!(
+                "notifying {}: {}",
+                notify::NOTIFY_SOCKET,
+                crate::error::describe(&e)
+            ));
         }
     }
 
@@ -505,7 +582,14 @@ impl Executor<'_> {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
-            Effect::ReportReady => self.service.ready(),
+            Effect::ReportReady => {
+                self.service.ready();
+                let (ready, total) = self.table.readiness();
+                if let Some(upward) = &mut self.upward {
+                    let sent = upward.ready(&format!("{ready} of {total} ready"));
+                    self.upward_failed(sent);
+                }
+            }
             Effect::ReclaimTerminal => reclaim_terminal(),
             Effect::ResumeTerminal(instance) => {
                 if let Some(group) = self.groups.get(&instance) {
@@ -520,9 +604,21 @@ impl Executor<'_> {
             Effect::ReopenLog => {
                 self.service.reopen_log();
             }
-            Effect::ReloadStarted => self.note("reload started"),
+            Effect::ReloadStarted => {
+                self.note("reload started");
+                if let Some(upward) = &mut self.upward {
+                    let sent = upward.reloading(Instant::now());
+                    self.upward_failed(sent);
+                }
+            }
             Effect::ReloadFinished { ok } => {
-                self.note(if ok { "reload done" } else { "reload failed" })
+                self.note(if ok { "reload done" } else { "reload failed" });
+                let (ready, total) = self.table.readiness();
+                if let Some(upward) = &mut self.upward {
+                    let status = if ok { "reloaded" } else { "reload failed" };
+                    let sent = upward.reloaded(&format!("{status}; {ready} of {total} ready"));
+                    self.upward_failed(sent);
+                }
             }
             Effect::Forget(instance) => {
                 self.processes.remove(&instance);
@@ -728,6 +824,8 @@ fn probe(instance: InstanceId, check: &Ready, pgid: i32, stop: &AtomicBool, inbo
                 ..
             }) => false,
             Ready::File(path) => probe::file_exists(path),
+            // Not a probe: the table is told through the notify socket.
+            Ready::Notify => return,
         };
         if ready {
             let _ = inbox.send(Event::Probe(instance, Probed::Ready));

@@ -6,6 +6,7 @@
 //! next inputs, so every race (an exit during a stop, a ready check that
 //! passes after its deadline) is a short unit test in `tests.rs`.
 
+mod notify;
 mod reload;
 mod restart;
 #[cfg(test)]
@@ -13,10 +14,12 @@ mod tests;
 
 use crate::control::Command;
 use crate::error::Failure;
+use crate::notify::Notice;
 use crate::signals;
 use crate::spec::{ProcessSpec, Ready, Restart};
 use crate::sys::process::WaitStatus;
 use crate::sys::Pid;
+use notify::Notified;
 use reload::ReloadJob;
 use restart::{Backoff, StartLimit};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -139,6 +142,13 @@ pub enum Input {
     NoChildren,
     /// A watched file changed: every unit reloads.
     Reload,
+    /// A datagram on herd's notify socket from `pid`, of process group
+    /// `pgid` when it could be looked up.
+    Notify {
+        pid: Pid,
+        pgid: Option<Pid>,
+        notice: Notice,
+    },
 }
 
 /// Which processes a signal is for.
@@ -282,6 +292,7 @@ pub struct Instance {
     /// A newer generation replaced it, or it was a reload's new generation
     /// that failed: its end is not the unit's.
     superseded: bool,
+    notified: Notified,
 }
 
 impl Instance {
@@ -299,6 +310,7 @@ impl Instance {
             output_open: false,
             linger_until: None,
             superseded: false,
+            notified: Notified::default(),
         }
     }
 }
@@ -367,6 +379,8 @@ pub struct Table {
     reload: Option<ReloadJob>,
     /// A single command was asked to stop: no reload may start.
     stop_forwarded: bool,
+    /// When a datagram from a stranger was last noted.
+    stranger_noted: Option<Instant>,
 }
 
 /// `now + wait`, or a time so far off that it never comes when that does
@@ -438,6 +452,7 @@ impl Table {
             sweep: Sweep::NotYet,
             reload: None,
             stop_forwarded: false,
+            stranger_noted: None,
         }
     }
 
@@ -487,6 +502,7 @@ impl Table {
                     self.sweep = Sweep::Done;
                 }
             }
+            Input::Notify { pid, pgid, notice } => self.on_notice(pid, pgid, notice, now, &mut out),
         }
         self.advance(now, &mut out);
         out
@@ -632,6 +648,17 @@ impl Table {
                     (UnitState::Active, Some(Phase::Spawning | Phase::Starting { .. })) => {
                         "starting"
                     }
+                    // What the process itself said it is doing.
+                    (UnitState::Active, Some(Phase::Ready))
+                        if current.is_some_and(|i| i.notified.stopping) =>
+                    {
+                        "stopping"
+                    }
+                    (UnitState::Active, Some(Phase::Ready))
+                        if current.is_some_and(|i| i.notified.reloading) =>
+                    {
+                        "reloading"
+                    }
                     (UnitState::Active, Some(Phase::Ready)) => "running",
                     // A single command asked to stop runs until it exits.
                     (UnitState::Active, Some(_))
@@ -654,6 +681,10 @@ impl Table {
                     restarts: unit.restarts,
                     last_exit: unit.last_exit.map(describe),
                     reload: unit.reload_note(),
+                    status_text: current.and_then(|i| i.notified.status.clone()),
+                    watchdog: current
+                        .and_then(|i| i.notified.watchdog_at)
+                        .map(|at| now.saturating_duration_since(at)),
                 }
             })
             .collect()
@@ -907,6 +938,8 @@ impl Table {
         }
         match &u.spec.ready {
             Ready::Started => u.was_ready = true,
+            // Its READY=1 comes through the notify socket.
+            Ready::Notify => {}
             check => out.push(Effect::StartProbe {
                 instance: id,
                 check: check.clone(),

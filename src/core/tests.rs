@@ -1552,3 +1552,206 @@ fn a_watched_file_reloads_every_serving_unit() {
     assert!(effects.contains(&Effect::ReloadStarted));
     assert!(effects.contains(&Effect::ReloadFinished { ok: true }));
 }
+
+// The notify socket: whose datagram it is, and what it changes.
+
+impl Sim {
+    /// A datagram saying `text` from `pid`, of process group `pgid`.
+    fn notify(&mut self, pid: Pid, pgid: Option<Pid>, text: &str) -> Vec<Effect> {
+        let notice = crate::notify::parse(text.as_bytes()).unwrap();
+        self.feed(Input::Notify { pid, pgid, notice })
+    }
+
+    fn status_text(&self, name: &str) -> Option<String> {
+        let rows = self.table.status(self.now);
+        rows.into_iter()
+            .find(|r| r.name == name)
+            .unwrap()
+            .status_text
+    }
+}
+
+fn notes(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Note(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notify_db() -> Sim {
+    let db = with(spec("db"), "ready", Some("notify"));
+    Sim::group(vec![db, spec("web")])
+}
+
+#[test]
+fn a_notify_unit_holds_back_the_next_until_its_ready_datagram() {
+    let mut sim = notify_db();
+    assert_eq!(sim.state("db"), "starting");
+    assert_eq!(sim.state("web"), "waiting");
+    let probe = sim
+        .log
+        .iter()
+        .any(|e| matches!(e, Effect::StartProbe { .. }));
+    assert!(!probe, "no probe: the datagram says it");
+    let pid = sim.pid("db");
+    assert!(lines(&sim.notify(pid, Some(pid), "STATUS=warming up")).is_empty());
+    assert_eq!(sim.state("db"), "starting");
+    let effects = sim.notify(pid, Some(pid), "READY=1");
+    assert_eq!(lines(&effects), ["db is ready", "web started (pid 102)"]);
+    assert_eq!(sim.table.readiness(), (2, 2));
+}
+
+#[test]
+fn a_ready_datagram_from_a_member_of_the_process_group_counts() {
+    let mut sim = notify_db();
+    let pgid = sim.current("db").pgid;
+    let effects = sim.notify(4321, pgid, "READY=1");
+    assert!(has_line(&effects, "db is ready"), "{effects:?}");
+}
+
+#[test]
+fn a_declared_main_pid_speaks_for_the_instance() {
+    let mut sim = notify_db();
+    let pid = sim.pid("db");
+    let effects = sim.notify(pid, Some(pid), "MAINPID=777");
+    assert_eq!(notes(&effects), ["db: its main pid is 777"]);
+    // In a process group of its own, as a daemon that forked would be.
+    let effects = sim.notify(777, Some(777), "READY=1");
+    assert!(has_line(&effects, "db is ready"), "{effects:?}");
+}
+
+#[test]
+fn datagrams_from_strangers_change_nothing_and_are_noted_once_a_second() {
+    let mut sim = notify_db();
+    let effects = sim.notify(5000, Some(5000), "READY=1\nSTATUS=owned");
+    assert!(lines(&effects).is_empty());
+    assert_eq!(
+        notes(&effects),
+        ["notify: ignored a datagram from pid 5000, which is none of herd's processes"]
+    );
+    assert!(
+        notes(&sim.notify(5001, None, "READY=1")).is_empty(),
+        "quiet"
+    );
+    sim.now += Duration::from_secs(1);
+    assert_eq!(notes(&sim.notify(5001, None, "READY=1")).len(), 1);
+    assert_eq!(sim.state("db"), "starting");
+    assert_eq!(sim.status_text("db"), None);
+}
+
+#[test]
+fn a_ready_datagram_is_ignored_when_the_unit_has_another_check() {
+    let db = with(spec("db"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![db, spec("web")]);
+    let pid = sim.pid("db");
+    let effects = sim.notify(pid, Some(pid), "READY=1");
+    assert!(lines(&effects).is_empty());
+    assert_eq!(
+        notes(&effects),
+        ["db: READY=1 ignored: its ready check is another"]
+    );
+    assert_eq!(sim.state("db"), "starting");
+}
+
+#[test]
+fn extend_timeout_pushes_the_ready_deadline_out_but_never_in() {
+    let db = with(spec("db"), "ready", Some("notify"));
+    let db = with(db, "ready-timeout", Some("2"));
+    let mut sim = Sim::group(vec![db]);
+    let pid = sim.pid("db");
+    sim.now += Duration::from_secs(1);
+    let effects = sim.notify(pid, Some(pid), "EXTEND_TIMEOUT_USEC=5000000");
+    assert_eq!(
+        notes(&effects),
+        ["db: ready deadline extended to 5s from now"]
+    );
+    let effects = sim.notify(pid, Some(pid), "EXTEND_TIMEOUT_USEC=1");
+    assert!(notes(&effects).is_empty(), "a shorter wait is no extension");
+    assert!(
+        sim.after(4999 * MS).is_empty(),
+        "not before the new deadline"
+    );
+    let effects = sim.after(MS);
+    assert!(has_line(&effects, "db: not ready after 2s"), "{effects:?}");
+}
+
+#[test]
+fn extend_timeout_is_bounded_and_ignored_once_ready() {
+    let mut sim = notify_db();
+    let pid = sim.pid("db");
+    sim.notify(pid, Some(pid), "EXTEND_TIMEOUT_USEC=18446744073709551615");
+    let Phase::Starting { deadline } = sim.current("db").phase else {
+        panic!("still starting");
+    };
+    assert_eq!(deadline, sim.now + crate::notify::MAX_EXTENSION);
+    sim.notify(pid, Some(pid), "READY=1");
+    assert!(notes(&sim.notify(pid, Some(pid), "EXTEND_TIMEOUT_USEC=9000000")).is_empty());
+    assert_eq!(sim.current("db").phase, Phase::Ready);
+}
+
+#[test]
+fn a_ready_timeout_comes_when_no_ready_datagram_does() {
+    let db = with(spec("db"), "ready", Some("notify"));
+    let db = with(db, "ready-timeout", Some("1"));
+    let mut sim = Sim::group(vec![db, spec("web")]);
+    let effects = sim.after(Duration::from_secs(1));
+    assert!(has_line(&effects, "db: not ready after 1s"));
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), EXIT_NOT_READY);
+}
+
+#[test]
+fn status_reloading_stopping_and_watchdog_are_kept_for_herd_status() {
+    let mut sim = notify_db();
+    let pid = sim.pid("db");
+    sim.notify(pid, Some(pid), "READY=1\nSTATUS=serving 3 clients");
+    assert_eq!(sim.status_text("db").as_deref(), Some("serving 3 clients"));
+    assert_eq!(sim.state("db"), "running");
+    sim.notify(pid, Some(pid), "RELOADING=1\nMONOTONIC_USEC=12");
+    assert_eq!(sim.state("db"), "reloading");
+    sim.notify(pid, Some(pid), "READY=1");
+    assert_eq!(sim.state("db"), "running");
+    sim.notify(pid, Some(pid), "STATUS=");
+    assert_eq!(sim.status_text("db"), None, "an empty STATUS= clears it");
+    let before = sim.now;
+    sim.notify(pid, Some(pid), "WATCHDOG=1");
+    assert_eq!(sim.current("db").notified.watchdog_at, Some(before));
+    sim.now += Duration::from_secs(2);
+    let row = sim.table.status(sim.now).into_iter().next().unwrap();
+    assert_eq!(row.watchdog, Some(Duration::from_secs(2)));
+    sim.notify(pid, Some(pid), "STOPPING=1");
+    assert_eq!(sim.state("db"), "stopping");
+    assert!(sim.table.outcome().is_none(), "what it says is not a stop");
+}
+
+#[test]
+fn a_reloaded_generation_that_is_ready_by_datagram_replaces_the_old_one() {
+    let web = with(spec("web"), "ready", Some("notify"));
+    let mut sim = Sim::group(vec![web]);
+    let first = sim.id("web");
+    let pid = sim.pid("web");
+    sim.notify(pid, Some(pid), "READY=1");
+    sim.reload(Some("web"));
+    let new_pid = sim.pid("web");
+    assert_ne!(new_pid, pid);
+    let effects = sim.notify(pid, Some(pid), "READY=1");
+    assert!(
+        signals(&effects).is_empty(),
+        "the old one saying it again is nothing"
+    );
+    let effects = sim.notify(new_pid, Some(new_pid), "READY=1");
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    assert!(effects.contains(&Effect::ReloadFinished { ok: true }));
+}
+
+#[test]
+fn the_table_says_when_it_is_stopping_for_herd_s_own_manager() {
+    let mut sim = notify_db();
+    assert_eq!(sim.table.readiness(), (0, 2));
+    assert!(!sim.table.is_stopping());
+    sim.signal(TERM);
+    assert!(sim.table.is_stopping());
+}

@@ -4,6 +4,7 @@
 //! is restartable, and says in its name what it does. Nothing here keeps state.
 
 pub mod daemon;
+pub mod datagram;
 #[cfg(not(test))]
 mod entry;
 pub mod events;

@@ -509,7 +509,7 @@ fn status_prints_a_table_or_json_with_lsb_exit_codes() {
         json.starts_with(&format!(
             "{{\"name\":\"g\",\"pid\":{supervisor},\"processes\":[{{\"name\":\"web\",\"state\":\"running\",\"pid\":"
         )) && json.contains("},{\"name\":\"worker\",\"state\":\"running\",\"pid\":")
-            && json.matches("\"restarts\":0,\"last_exit\":null,\"reload\":null}").count() == 2
+            && json.matches("\"restarts\":0,\"last_exit\":null,\"reload\":null,\"status\":null,\"watchdog\":null}").count() == 2
             && json.ends_with("}]}\n")
             && json.lines().count() == 1,
         "one line of JSON with both processes",

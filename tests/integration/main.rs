@@ -6,6 +6,7 @@ mod faults_control;
 mod group;
 mod input;
 mod loop_faults;
+mod notify;
 mod output;
 mod reload;
 mod run;
