@@ -2,6 +2,7 @@
 //! derived from one table of flags.
 
 use crate::error::Failure;
+use crate::formation::Formation;
 use crate::output::ColorChoice;
 use crate::spec::{self, Defaults, ProcessSpec};
 use std::ffi::OsString;
@@ -58,10 +59,16 @@ pub const RUN_FLAGS: &[Flag] = &[
         "set KEY=VALUE lines of FILE in every process's environment",
     ),
     flag(
+        Some('m'),
+        "formation",
+        Some("NAME=N[,NAME=N...]"),
+        "run N instances of NAME (all=N: of every process; 0: none), named NAME.1...",
+    ),
+    flag(
         None,
         "port-base",
         Some("N"),
-        "give process i (from 0) PORT=N+100*i",
+        "give instance j (from 1) of process i (from 0) PORT=N+100*i+j-1",
     ),
     flag(
         None,
@@ -365,6 +372,7 @@ pub struct RunArgs {
     pub sources: Vec<Source>,
     pub named: Vec<NamedSetting>,
     pub env_files: Vec<PathBuf>,
+    pub formation: Formation,
     pub port_base: Option<u16>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -455,6 +463,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         sources: Vec::new(),
         named: Vec::new(),
         env_files: Vec::new(),
+        formation: Formation::default(),
         port_base: None,
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_secs(30),
@@ -500,6 +509,10 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                 .sources
                 .push(Source::Procfile(text_value(parser, &flag)?.into())),
             Long("env-file") => run.env_files.push(text_value(parser, &flag)?.into()),
+            Short('m') | Long("formation") => run
+                .formation
+                .add(&text_value(parser, &flag)?)
+                .map_err(|why| value_failure("formation", why))?,
             Long("port-base") => {
                 let given = text_value(parser, &flag)?;
                 run.port_base = Some(given.parse().map_err(|_| {
@@ -753,6 +766,7 @@ fn text_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Failure
 /// Whether flags that only mean something for a group were given.
 fn uses_group_flags(run: &RunArgs) -> bool {
     !run.env_files.is_empty()
+        || run.formation != Formation::default()
         || run.port_base.is_some()
         || run.stdin_process.is_some()
         || run.stdin_pipe.is_some()
@@ -769,7 +783,7 @@ fn check_mode(run: &RunArgs) -> Result<(), Failure> {
             "per-process settings (NAME=...) need a group (-c or -f)"
         }
         (false, true) if uses_group_flags(run) => {
-            "--env-file, --port-base, --stdin, --stdin-pipe, --parallel-stop and --timestamps need a group (-c or -f)"
+            "--env-file, --formation, --port-base, --stdin, --stdin-pipe, --parallel-stop and --timestamps need a group (-c or -f)"
         }
         _ => return Ok(()),
     };
@@ -1035,6 +1049,42 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_formation_given_several_times_and_refuses_a_bad_one_naming_the_flag() {
+        let run = run_args(&[
+            "run",
+            "-m",
+            "web=2,worker=3",
+            "--formation",
+            "all=0",
+            "-f",
+            "P",
+        ]);
+        assert_eq!(run.formation.all, Some(0));
+        assert_eq!(
+            run.formation.counts,
+            [("web".to_string(), 2), ("worker".to_string(), 3)]
+        );
+        for (value, why) in [
+            ("web=-1", "'-1' is not a number of instances (0 to 100)"),
+            ("web=101", "'101' is more than 100 instances"),
+            ("web=", "'web=' needs a count: web=N"),
+            ("=2", "'' is not a valid name"),
+            ("web=2,web=3", "'web' is given twice"),
+        ] {
+            let failure = parse_words(&["run", "-m", value, "-c", "web=x"]).unwrap_err();
+            assert_eq!(failure.exit_code, 125, "{value}");
+            assert!(
+                failure.cause.starts_with("--formation: ") && failure.cause.contains(why),
+                "{value}: {failure}"
+            );
+        }
+        let failure = parse_words(&["run", "-m", "web=1", "-m", "web=2", "-c", "web=x"]);
+        assert!(failure.unwrap_err().cause.contains("'web' is given twice"));
+        let failure = parse_words(&["run", "-m", "web=2", "--", "web"]).unwrap_err();
+        assert!(failure.cause.contains("need a group"), "{failure}");
+    }
+
+    #[test]
     fn every_duration_is_at_most_a_year_naming_the_flag() {
         let commands: [(&str, &[&str]); 8] = [
             ("grace", &["run", "--grace", "SECS", "--", "true"]),
@@ -1157,6 +1207,7 @@ mod tests {
             "NAME=CHECK" => "p=tcp:80",
             "NAME" => "p",
             "N" => "5",
+            "NAME=N[,NAME=N...]" => "p=2",
             "FILE" => "Procfile",
             "WHEN" => "never",
             "DIR" => "/tmp/dir",

@@ -10,6 +10,7 @@ mod control;
 mod core;
 mod daemon;
 mod error;
+mod formation;
 mod load;
 mod log;
 mod notify;

@@ -385,6 +385,12 @@ mod tests {
         assert_eq!(worker.ready, Ready::Tcp(check));
         assert_eq!(worker.ready_timeout, Duration::from_secs(60));
         assert!(worker.oneshot);
+        assert_eq!(worker.instances, 1);
+        let web =
+            &procfile("web: ./serve # herd: instances=4\nclock: ./tick # herd: instances=0\n")
+                .unwrap();
+        assert_eq!((web[0].instances, web[1].instances), (4, 0));
+        assert_eq!(web[0].family, "web");
     }
 
     #[test]
@@ -465,6 +471,16 @@ mod tests {
             "a: x # herd: grace=31536001\n",
             1,
             "'31536001' is more than a year",
+        );
+        procfile_error(
+            "a: x\nb: y # herd: instances=1000\n",
+            2,
+            "'1000' is more than 100 instances",
+        );
+        procfile_error(
+            "a: x # herd: instances=two\n",
+            1,
+            "'two' is not a number of instances (0 to 100)",
         );
         procfile_error(
             "a: x # herd: ready=tcp:web:80\n",

@@ -60,6 +60,12 @@ pub struct ProcessSpec {
     pub ready_timeout: Duration,
     /// May exit 0 without stopping the group.
     pub oneshot: bool,
+    /// The Procfile (or `-c`) name it is an instance of: `web` for
+    /// `web.2`; `name` itself when it is the only instance.
+    pub family: String,
+    /// How many instances of its family run (`instances=N`, then
+    /// `--formation`).
+    pub instances: u32,
 }
 
 /// The settings every process starts from, before its own are applied.
@@ -85,6 +91,7 @@ impl Default for Defaults {
 impl ProcessSpec {
     pub fn new(name: String, command: String, defaults: &Defaults) -> ProcessSpec {
         ProcessSpec {
+            family: name.clone(),
             name,
             command,
             restart: defaults.restart,
@@ -93,12 +100,14 @@ impl ProcessSpec {
             ready: Ready::Started,
             ready_timeout: defaults.ready_timeout,
             oneshot: false,
+            instances: 1,
         }
     }
 
     /// Applies one setting, as written after `# herd:` in a Procfile or as
     /// the value of a per-process flag: `restart=always`, `grace=5`,
-    /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`.
+    /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`,
+    /// `instances=3` (a Procfile note only).
     pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
         let value_of = |key: &str| value.ok_or_else(|| format!("'{key}' needs a value: {key}=..."));
         match key {
@@ -114,6 +123,7 @@ impl ProcessSpec {
                     return Err(format!("oneshot takes no value or yes/no, not '{other}'"))
                 }
             },
+            "instances" => self.instances = crate::formation::parse_count(value_of(key)?)?,
             other => return Err(format!("unknown setting '{other}'")),
         }
         Ok(())
@@ -273,6 +283,8 @@ mod tests {
         );
         assert_eq!(web.ready_timeout, Duration::from_secs(60));
         assert!(web.oneshot);
+        web.apply("instances", Some("3")).unwrap();
+        assert_eq!(web.instances, 3);
         web.apply("ready", Some("file:/tmp/up")).unwrap();
         assert_eq!(web.ready, Ready::File("/tmp/up".into()));
         web.apply("ready", Some("notify")).unwrap();
@@ -295,6 +307,9 @@ mod tests {
             ("ready", Some("file:"), "not a ready check"),
             ("ready", Some("notify:1"), "not a ready check"),
             ("oneshot", Some("maybe"), "oneshot takes"),
+            ("instances", Some("-1"), "not a number of instances"),
+            ("instances", Some("101"), "more than 100 instances"),
+            ("instances", None, "needs a value"),
             ("colour", Some("red"), "unknown setting 'colour'"),
         ] {
             let error = web.apply(key, value).unwrap_err();

@@ -1491,30 +1491,69 @@ impl Table {
                 ),
             };
         }
-        let unit = match &command {
+        let (name, units) = match &command {
             Command::StopProcess(name)
             | Command::StartProcess(name)
             | Command::Restart(name)
             | Command::Signal(name, _)
-            | Command::Send(name) => match self.units.iter().position(|u| &u.spec.name == name) {
-                Some(unit) => unit,
-                None => return Answer::Error(format!("no process named '{name}'")),
-            },
-            Command::Status | Command::Stop | Command::Reload(_) => 0,
+            | Command::Send(name) => {
+                let units: Vec<usize> = (0..self.units.len())
+                    .filter(|&unit| self.units[unit].answers_to(name))
+                    .collect();
+                if units.is_empty() {
+                    return Answer::Error(format!("no process named '{name}'"));
+                }
+                (name.clone(), units)
+            }
+            Command::Status | Command::Stop | Command::Reload(_) => (String::new(), vec![0]),
         };
         if self.stopping && command != Command::Stop {
             return Answer::Error("the group is stopping".to_string());
         }
+        if let (Command::Send(_), [first, .., last]) = (&command, units.as_slice()) {
+            return Answer::Error(format!(
+                "{name} has {} instances ({} to {}): send to one of them",
+                units.len(),
+                self.units[*first].spec.name,
+                self.units[*last].spec.name
+            ));
+        }
+        // A process's name asks every instance of it; the answer is an
+        // error only when none of them could do it.
+        let mut answer = None;
+        let mut failures: Vec<String> = Vec::new();
+        for &unit in &units {
+            let who = match units.len() {
+                1 => self
+                    .units
+                    .get(unit)
+                    .map_or(String::new(), |u| u.spec.name.clone()),
+                _ => name.clone(),
+            };
+            match self.on_unit_request(unit, &who, &command, now, out) {
+                Answer::Error(why) if !failures.contains(&why) => failures.push(why),
+                Answer::Error(_) => {}
+                done => answer = Some(done),
+            }
+        }
+        answer.unwrap_or_else(|| Answer::Error(failures.join("; ")))
+    }
+
+    /// `command` for one unit; `name` is how its answer names it.
+    fn on_unit_request(
+        &mut self,
+        unit: usize,
+        name: &str,
+        command: &Command,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> Answer {
         let ok = || Answer::Ok(Vec::new());
-        let name = self
-            .units
-            .get(unit)
-            .map_or(String::new(), |u| u.spec.name.clone());
         let current = self.units.get(unit).and_then(|u| {
             let index = u.serving_index()?;
             Some((index, u.instances[index].phase, u.instances[index].id))
         });
-        match command {
+        match *command {
             // Answered by `on_control`.
             Command::Status | Command::Reload(_) => ok(),
             Command::Stop => {

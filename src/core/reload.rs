@@ -247,9 +247,10 @@ impl Unit {
                 .any(|i| !i.superseded && Some(i.id) != self.pending && i.phase == Phase::Ready)
     }
 
-    /// Whether `name` names this unit.
-    fn answers_to(&self, name: &str) -> bool {
-        self.spec.name == name
+    /// Whether `name` names this unit: its own name (`web.2`), or that of
+    /// its process (`web`), which names every instance of it.
+    pub(super) fn answers_to(&self, name: &str) -> bool {
+        self.spec.name == name || self.spec.family == name
     }
 
     /// How its reloads go, for `herd status`: a new generation starting,

@@ -1755,3 +1755,189 @@ fn the_table_says_when_it_is_stopping_for_herd_s_own_manager() {
     sim.signal(TERM);
     assert!(sim.table.is_stopping());
 }
+
+// --- instances ---------------------------------------------------------
+
+/// Instance `index` of `count` of the process `family`, as load.rs makes it.
+fn instance_of(family: &str, index: u32, count: u32) -> ProcessSpec {
+    let mut spec = spec(&format!("{family}.{index}"));
+    spec.family = family.to_string();
+    spec.instances = count;
+    spec
+}
+
+/// `web` with two instances, then `worker` alone: every one running.
+fn two_webs() -> Sim {
+    Sim::group(vec![
+        instance_of("web", 1, 2),
+        instance_of("web", 2, 2),
+        spec("worker"),
+    ])
+}
+
+#[test]
+fn instances_start_in_index_order_each_holding_back_the_next_until_ready() {
+    let ready = |spec| with(spec, "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![
+        ready(instance_of("web", 1, 2)),
+        ready(instance_of("web", 2, 2)),
+        spec("worker"),
+    ]);
+    assert_eq!(spawns(&sim.log), [0]);
+    let effects = sim.feed(Input::Ready(sim.id("web.1")));
+    assert_eq!(spawns(&effects), [1]);
+    let effects = sim.feed(Input::Ready(sim.id("web.2")));
+    assert_eq!(spawns(&effects), [2]);
+}
+
+#[test]
+fn a_process_name_stops_every_instance_and_an_instance_name_one() {
+    let mut sim = two_webs();
+    let (first, second) = (sim.id("web.1"), sim.id("web.2"));
+    let effects = sim.feed(Input::Control {
+        client: 7,
+        command: Command::StopProcess("web.2".into()),
+    });
+    assert_eq!(signals(&effects), [(Target::Group(second), TERM)]);
+    sim.terminated(second);
+    assert_eq!(sim.state("web.1"), "running");
+    assert_eq!(sim.state("web.2"), "stopped");
+    // web.2 is stopped already: the request is for what still runs.
+    let effects = sim.feed(Input::Control {
+        client: 7,
+        command: Command::StopProcess("web".into()),
+    });
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    assert_eq!(reply_to(&effects, 7), Some(Answer::Ok(vec![])));
+    sim.terminated(first);
+    assert_eq!(sim.state("web.1"), "stopped");
+    assert_eq!(sim.state("worker"), "running");
+    assert_eq!(
+        sim.control(Command::StopProcess("web".into())),
+        Answer::Error("web is not running".into()),
+        "no instance could: one error for the process, not one per instance"
+    );
+    assert_eq!(
+        sim.control(Command::StartProcess("web".into())),
+        Answer::Ok(vec![])
+    );
+    assert_eq!(sim.state("web.1"), "running");
+    assert_eq!(sim.state("web.2"), "running");
+    assert_eq!(
+        sim.control(Command::StartProcess("web".into())),
+        Answer::Error("web is already running".into())
+    );
+    assert_eq!(
+        sim.control(Command::StartProcess("web.1".into())),
+        Answer::Error("web.1 is already running".into())
+    );
+}
+
+#[test]
+fn a_restart_of_one_instance_leaves_the_others_alone() {
+    let mut sim = two_webs();
+    let (first, second) = (sim.id("web.1"), sim.id("web.2"));
+    let effects = sim.feed(Input::Control {
+        client: 7,
+        command: Command::Restart("web.1".into()),
+    });
+    assert_eq!(signals(&effects), [(Target::Group(first), TERM)]);
+    sim.terminated(first);
+    assert_ne!(sim.id("web.1"), first);
+    assert_eq!(sim.unit("web.1").restarts, 1);
+    assert_eq!(sim.id("web.2"), second);
+    assert_eq!(sim.unit("web.2").restarts, 0);
+    let effects = sim.feed(Input::Control {
+        client: 7,
+        command: Command::Restart("web".into()),
+    });
+    let restarted: Vec<Target> = signals(&effects).into_iter().map(|(to, _)| to).collect();
+    assert_eq!(
+        restarted,
+        [Target::Group(sim.id("web.1")), Target::Group(second)]
+    );
+}
+
+#[test]
+fn a_signal_to_a_process_name_reaches_every_instance() {
+    let mut sim = two_webs();
+    let effects = sim.feed(Input::Control {
+        client: 7,
+        command: Command::Signal("web".into(), libc::SIGHUP),
+    });
+    assert_eq!(
+        signals(&effects),
+        [
+            (Target::Group(sim.id("web.1")), libc::SIGHUP),
+            (Target::Group(sim.id("web.2")), libc::SIGHUP)
+        ]
+    );
+    assert_eq!(
+        sim.control(Command::Signal("web.3".into(), libc::SIGHUP)),
+        Answer::Error("no process named 'web.3'".into())
+    );
+}
+
+#[test]
+fn send_to_a_process_of_several_instances_names_them_and_an_instance_gets_its_pipe() {
+    let units = vec![
+        UnitSetup {
+            spec: instance_of("web", 1, 2),
+            stdin_pipe: true,
+        },
+        UnitSetup {
+            spec: instance_of("web", 2, 2),
+            stdin_pipe: true,
+        },
+    ];
+    let mut sim = Sim {
+        table: Table::new(settings(GROUP), units),
+        now: Instant::now(),
+        log: Vec::new(),
+        fail_spawns: false,
+        with_output: false,
+    };
+    sim.feed(Input::Tick);
+    assert_eq!(
+        sim.control(Command::Send("web".into())),
+        Answer::Error("web has 2 instances (web.1 to web.2): send to one of them".into())
+    );
+    let second = sim.id("web.2");
+    assert_eq!(
+        sim.control(Command::Send("web.2".into())),
+        Answer::Stdin(second)
+    );
+}
+
+#[test]
+fn a_reload_of_a_process_name_replaces_every_instance() {
+    let mut sim = two_webs();
+    let effects = sim.reload(Some("web"));
+    assert_eq!(spawns(&effects), [0, 1]);
+    let mut sim = two_webs();
+    let effects = sim.reload(Some("web.2"));
+    assert_eq!(spawns(&effects), [1]);
+}
+
+#[test]
+fn every_instance_has_its_own_row_and_restart_policy() {
+    let always = |spec| with(spec, "restart", Some("always"));
+    let mut sim = Sim::group(vec![
+        always(instance_of("web", 1, 2)),
+        always(instance_of("web", 2, 2)),
+    ]);
+    let effects = sim.exit("web.2", exited(1));
+    assert!(
+        has_line(&effects, "web.2 restarting in 0.1s"),
+        "{effects:?}"
+    );
+    assert_eq!(sim.state("web.1"), "running");
+    assert_eq!(sim.state("web.2"), "backoff");
+    let rows: Vec<String> = sim
+        .table
+        .status(sim.now)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(rows, ["web.1", "web.2"]);
+}

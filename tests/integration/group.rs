@@ -534,7 +534,7 @@ fn a_port_base_that_overflows_is_refused_before_anything_starts() {
     ]));
     outcome.check(outcome.code() == 125, "exit code");
     outcome.check(
-        outcome.stderr == "herd: reading arguments: --port-base 65500: the last process would get PORT=65600\n",
+        outcome.stderr == "herd: reading arguments: --port-base 65500: b would get PORT=65600\n",
         "message",
     );
     outcome.check(outcome.stdout.is_empty(), "something started");

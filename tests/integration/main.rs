@@ -3,6 +3,7 @@
 
 mod control;
 mod faults_control;
+mod formation;
 mod group;
 mod input;
 mod loop_faults;
