@@ -38,7 +38,8 @@
 #
 # Installs gunicorn into a venv and pm2 with npm in a temporary directory.
 # Every process it starts carries a marker in its environment; the exit trap
-# (Ctrl-C and failures included) stops pm2's daemon, kills whatever still
+# (Ctrl-C and failures included) has the helper kill what it started (pm2's
+# daemon too: the helper is a child subreaper), kills whatever still
 # carries the marker, and removes the temporary directory. It is a report:
 # it never fails because a goal is missed.
 set -euo pipefail
@@ -69,7 +70,6 @@ TMP=$(mktemp -d -t herd-reload-bench.XXXXXX)
 MARKER="HERD_RELOAD_BENCH=$TMP"
 export PM2_HOME=$TMP/pm2
 HELPER=
-PM2=
 
 # Kills every process whose environment carries $MARKER (by pid), a few
 # passes in case one forked while the previous pass ran.
@@ -93,13 +93,12 @@ kill_marked() {
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    # The helper stops what it started when told to; pm2's daemon is asked
-    # to go (it detaches), and whatever is left is found by the marker.
+    # The helper kills what it started when told to stop (pm2's daemon
+    # detaches, but the helper is a subreaper: the daemon is its child);
+    # whatever is left is found by the marker. No `pm2 kill` here: with no
+    # daemon running it starts one to kill it.
     if [[ -n $HELPER ]] && kill -TERM "$HELPER" 2>/dev/null; then
         wait "$HELPER" 2>/dev/null || true
-    fi
-    if [[ -n $PM2 && -e $PM2_HOME/pm2.pid ]]; then
-        timeout 10 env "$MARKER" "$PM2" kill >/dev/null 2>&1 || true
     fi
     kill_marked
     rm -rf "$TMP"
@@ -124,6 +123,7 @@ skip() { printf '%s\t%s\n' "$1" "$2" >>"$TMP/skipped"; log "skipping $1: $2"; }
 wanted() { [[ ,$PEERS, == *,$1,* ]]; }
 
 GUNICORN=
+PM2=
 if wanted gunicorn; then
     log "installing gunicorn $GUNICORN_VERSION into a temporary venv ..."
     if "$PYTHON" -m venv "$TMP/venv" >>"$TMP/install.log" 2>&1 &&
@@ -702,6 +702,8 @@ for name, cls in (("herd", Herd), ("gunicorn", Gunicorn), ("pm2", Pm2)):
 
 print(f"### Reload under load: {rate:g} new connections/s, {reloads} reloads every "
       f"{interval:g} s\n")
+if not results:
+    print("No peer ran (see the notes below).\n")
 row("peer", "app run by", "reload by", "requests", "failed", *KINDS, "other",
     "failed in reload windows", "failed per reload", "reload time median ms", "max ms",
     "trigger → new pid seen, median ms", "generations served", "pids served",
