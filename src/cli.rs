@@ -85,7 +85,7 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "ready",
         Some("NAME=CHECK"),
-        "NAME is ready when CHECK passes: tcp:[HOST:]PORT or file:PATH",
+        "NAME is ready when CHECK passes: tcp:[HOST:]PORT, file:PATH or fd:N",
     ),
     flag(
         None,
@@ -128,6 +128,18 @@ pub const RUN_FLAGS: &[Flag] = &[
         "parallel-stop",
         None,
         "stop every process at once, not in reverse start order",
+    ),
+    flag(
+        None,
+        "listen",
+        Some("[NAME=]ADDR"),
+        "bind ADDR (tcp:[HOST:]PORT, tcp:[IPV6]:PORT, unix:PATH) for the children",
+    ),
+    flag(
+        None,
+        "sockets",
+        Some("NAME=SOCKETS"),
+        "NAME gets only the --listen sockets named in SOCKETS (A,B; empty: none)",
     ),
     flag(
         None,
@@ -356,6 +368,8 @@ pub struct RunArgs {
     pub parallel_stop: bool,
     /// How many units a reload replaces at a time; 0: all.
     pub reload_batch: usize,
+    /// `--listen`, in order: the sockets herd holds for its children.
+    pub listen: Vec<crate::listen::Listen>,
     pub color: ColorChoice,
     pub timestamps: bool,
     pub stdin_process: Option<String>,
@@ -442,6 +456,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         start_window: Duration::from_secs(60),
         parallel_stop: false,
         reload_batch: 0,
+        listen: Vec::new(),
         color: ColorChoice::Auto,
         timestamps: false,
         stdin_process: None,
@@ -503,6 +518,19 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
             Long("oneshot") => {
                 let name = text_value(parser, &flag)?;
                 run.named.push(named("oneshot", &name, None));
+            }
+            Long("listen") => {
+                let given = text_value(parser, &flag)?;
+                let listen =
+                    crate::listen::parse(&given).map_err(|why| value_failure("listen", why))?;
+                run.listen.push(listen);
+            }
+            Long("sockets") => {
+                let given = text_value(parser, &flag)?;
+                let (name, value) = split_named(&given).ok_or_else(|| {
+                    value_failure("sockets", format!("'{given}' is not NAME=SOCKET,..."))
+                })?;
+                run.named.push(named("sockets", name, Some(value)));
             }
             Long("backoff-min") => {
                 run.backoff_min = seconds("backoff-min", &text_value(parser, &flag)?)?
@@ -1093,6 +1121,8 @@ mod tests {
             "[NAME=]POLICY" => "always",
             "NAME=SHELLCMD" => "p=true",
             "NAME=CHECK" => "p=tcp:80",
+            "[NAME=]ADDR" => "http=tcp:127.0.0.1:0",
+            "NAME=SOCKETS" => "p=",
             "NAME" => "p",
             "N" => "5",
             "FILE" => "Procfile",

@@ -10,6 +10,7 @@ pub mod events;
 pub mod fd;
 pub mod process;
 pub mod signal;
+pub mod socket;
 
 use std::io;
 
