@@ -92,7 +92,7 @@ pub const RUN_FLAGS: &[Flag] = &[
         None,
         "ready",
         Some("NAME=CHECK"),
-        "NAME is ready when CHECK passes: tcp:[HOST:]PORT, file:PATH or notify",
+        "NAME is ready when CHECK passes: tcp:[HOST:]PORT, file:PATH, notify or fd:N",
     ),
     flag(
         None,
@@ -141,6 +141,18 @@ pub const RUN_FLAGS: &[Flag] = &[
         "watch",
         Some("PATH"),
         "reload when PATH (a file or directory) changes; repeatable",
+    ),
+    flag(
+        None,
+        "listen",
+        Some("[NAME=]ADDR"),
+        "bind ADDR (tcp:[HOST:]PORT, tcp:[IPV6]:PORT, unix:PATH) for the children",
+    ),
+    flag(
+        None,
+        "sockets",
+        Some("NAME=SOCKETS"),
+        "NAME gets only the --listen sockets named in SOCKETS (A,B; empty: none)",
     ),
     flag(
         None,
@@ -383,6 +395,8 @@ pub struct RunArgs {
     pub reload_batch: usize,
     /// `--watch`: paths whose changes reload every process.
     pub watch: Vec<PathBuf>,
+    /// `--listen`, in order: the sockets herd holds for its children.
+    pub listen: Vec<crate::listen::Listen>,
     pub color: ColorChoice,
     pub timestamps: bool,
     pub stdin_process: Option<String>,
@@ -472,6 +486,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         parallel_stop: false,
         reload_batch: 0,
         watch: Vec::new(),
+        listen: Vec::new(),
         color: ColorChoice::Auto,
         timestamps: false,
         stdin_process: None,
@@ -537,6 +552,19 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
             Long("oneshot") => {
                 let name = text_value(parser, &flag)?;
                 run.named.push(named("oneshot", &name, None));
+            }
+            Long("listen") => {
+                let given = text_value(parser, &flag)?;
+                let listen =
+                    crate::listen::parse(&given).map_err(|why| value_failure("listen", why))?;
+                run.listen.push(listen);
+            }
+            Long("sockets") => {
+                let given = text_value(parser, &flag)?;
+                let (name, value) = split_named(&given).ok_or_else(|| {
+                    value_failure("sockets", format!("'{given}' is not NAME=SOCKET,..."))
+                })?;
+                run.named.push(named("sockets", name, Some(value)));
             }
             Long("backoff-min") => {
                 run.backoff_min = seconds("backoff-min", &text_value(parser, &flag)?)?
@@ -1205,6 +1233,8 @@ mod tests {
             "[NAME=]POLICY" => "always",
             "NAME=SHELLCMD" => "p=true",
             "NAME=CHECK" => "p=tcp:80",
+            "[NAME=]ADDR" => "http=tcp:127.0.0.1:0",
+            "NAME=SOCKETS" => "p=",
             "NAME" => "p",
             "N" => "5",
             "NAME=N[,NAME=N...]" => "p=2",

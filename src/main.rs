@@ -11,6 +11,7 @@ mod core;
 mod daemon;
 mod error;
 mod formation;
+mod listen;
 mod load;
 mod log;
 mod notify;
@@ -47,13 +48,17 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
         cli::Request::Help(text) => Ok(print(&text)),
         cli::Request::Version => Ok(print(&format!("herd {}\n", env!("CARGO_PKG_VERSION")))),
         cli::Request::Run(args) => {
+            // Before herd opens an fd of its own: systemd's are at 3 and up.
+            let inherited = listen::Inherited::take()?;
             let service = daemon::Service::foreground(&args.target)?;
-            supervise(*args, service)
+            supervise(*args, inherited, service)
         }
         cli::Request::Start(args) => {
             let detach = args.detach.as_ref().expect("start has detach settings");
             let service = daemon::Service::detached(&args.target, detach)?;
-            supervise(*args, service)
+            // The detached supervisor has a pid of its own, and closed
+            // every inherited fd: no LISTEN_PID can name it.
+            supervise(*args, listen::Inherited::default(), service)
         }
         cli::Request::Client(args) => client::run(args),
         cli::Request::Notify(args) => notify::send_from_child(&notify::message(
@@ -67,8 +72,12 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
 
 /// Runs one command or a group until it is done, then lets the service
 /// clean up (and tell a waiting `herd start` how it went).
-fn supervise(args: cli::RunArgs, mut service: daemon::Service) -> Result<u8, error::Failure> {
-    let result = supervisor::run(args, &mut service);
+fn supervise(
+    args: cli::RunArgs,
+    inherited: listen::Inherited,
+    mut service: daemon::Service,
+) -> Result<u8, error::Failure> {
+    let result = supervisor::run(args, inherited, &mut service);
     service.finish(&result);
     result
 }

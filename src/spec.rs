@@ -29,7 +29,13 @@ pub enum Ready {
     File(String),
     /// When the process sends `READY=1` to herd's `NOTIFY_SOCKET`.
     Notify,
+    /// When the process writes a newline on its fd N (s6's notification-fd).
+    Fd(i32),
 }
+
+/// The fds `ready=fd:N` may name: past stdio, and below the 1024 that the
+/// default soft limit on open files lets every process have.
+pub const READY_FDS: std::ops::RangeInclusive<i32> = 3..=1023;
 
 /// `tcp:[HOST:]PORT`: which listener makes a process ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +72,8 @@ pub struct ProcessSpec {
     /// How many instances of its family run (`instances=N`, then
     /// `--formation`).
     pub instances: u32,
+    /// The names of the `--listen` sockets it gets; `None`: all of them.
+    pub sockets: Option<Vec<String>>,
 }
 
 /// The settings every process starts from, before its own are applied.
@@ -101,6 +109,7 @@ impl ProcessSpec {
             ready_timeout: defaults.ready_timeout,
             oneshot: false,
             instances: 1,
+            sockets: None,
         }
     }
 
@@ -116,6 +125,7 @@ impl ProcessSpec {
             "stop-signal" => self.stop_signal = signals::parse(value_of(key)?)?,
             "ready" => self.ready = parse_ready(value_of(key)?)?,
             "ready-timeout" => self.ready_timeout = parse_seconds(value_of(key)?)?,
+            "sockets" => self.sockets = Some(parse_socket_names(value_of(key)?)),
             "oneshot" => match value {
                 None | Some("true" | "yes") => self.oneshot = true,
                 Some("false" | "no") => self.oneshot = false,
@@ -164,7 +174,17 @@ pub fn parse_restart(text: &str) -> Result<Restart, String> {
     }
 }
 
-/// `tcp:PORT`, `tcp:HOST:PORT`, `file:PATH` or `notify`. HOST is an IPv4
+/// `sockets=NAME,NAME`: which `--listen` sockets a process gets; an empty
+/// list gives it none. Whether the names exist is checked once the sockets
+/// are known.
+fn parse_socket_names(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `tcp:PORT`, `tcp:HOST:PORT`, `file:PATH`, `notify` or `fd:N`. HOST is an IPv4
 /// address, an IPv6 address in brackets or `localhost`; PORT is 1 to 65535
 /// or `$PORT`.
 pub fn parse_ready(text: &str) -> Result<Ready, String> {
@@ -174,10 +194,21 @@ pub fn parse_ready(text: &str) -> Result<Ready, String> {
     if let Some(address) = text.strip_prefix("tcp:") {
         return parse_tcp(address).map(Ready::Tcp);
     }
+    if let Some(fd) = text.strip_prefix("fd:") {
+        let digits = !fd.is_empty() && fd.bytes().all(|b| b.is_ascii_digit());
+        return match fd.parse::<i32>() {
+            Ok(fd) if digits && READY_FDS.contains(&fd) => Ok(Ready::Fd(fd)),
+            _ => Err(format!(
+                "'{fd}' is not an fd for ready=fd:N ({} to {})",
+                READY_FDS.start(),
+                READY_FDS.end()
+            )),
+        };
+    }
     match text.strip_prefix("file:") {
         Some(path) if !path.is_empty() => Ok(Ready::File(path.to_string())),
         _ => Err(format!(
-            "'{text}' is not a ready check (tcp:[HOST:]PORT, file:PATH, notify)"
+            "'{text}' is not a ready check (tcp:[HOST:]PORT, file:PATH, notify, fd:N)"
         )),
     }
 }
@@ -289,6 +320,26 @@ mod tests {
         assert_eq!(web.ready, Ready::File("/tmp/up".into()));
         web.apply("ready", Some("notify")).unwrap();
         assert_eq!(web.ready, Ready::Notify);
+        web.apply("ready", Some("fd:3")).unwrap();
+        assert_eq!(web.ready, Ready::Fd(3));
+        web.apply("ready", Some("fd:1023")).unwrap();
+        assert_eq!(web.ready, Ready::Fd(1023));
+    }
+
+    #[test]
+    fn sockets_lists_names_and_an_empty_list_gives_none() {
+        let mut web = spec();
+        assert_eq!(web.sockets, None);
+        web.apply("sockets", Some("http,admin")).unwrap();
+        assert_eq!(web.sockets, Some(vec!["http".into(), "admin".into()]));
+        web.apply("sockets", Some("")).unwrap();
+        assert_eq!(web.sockets, Some(vec![]));
+        web.apply("sockets", Some(",http,")).unwrap();
+        assert_eq!(web.sockets, Some(vec!["http".into()]));
+        assert!(web
+            .apply("sockets", None)
+            .unwrap_err()
+            .contains("needs a value"));
     }
 
     #[test]
@@ -306,6 +357,16 @@ mod tests {
             ("ready", Some("http:80"), "not a ready check"),
             ("ready", Some("file:"), "not a ready check"),
             ("ready", Some("notify:1"), "not a ready check"),
+            (
+                "ready",
+                Some("fd:2"),
+                "'2' is not an fd for ready=fd:N (3 to 1023)",
+            ),
+            ("ready", Some("fd:1024"), "not an fd"),
+            ("ready", Some("fd:-3"), "not an fd"),
+            ("ready", Some("fd:+3"), "not an fd"),
+            ("ready", Some("fd:"), "not an fd"),
+            ("ready", Some("fd:99999999999"), "not an fd"),
             ("oneshot", Some("maybe"), "oneshot takes"),
             ("instances", Some("-1"), "not a number of instances"),
             ("instances", Some("101"), "more than 100 instances"),

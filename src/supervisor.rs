@@ -12,6 +12,7 @@ use crate::core::{
 };
 use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
+use crate::listen::{Inherited, Sockets};
 use crate::load;
 use crate::notify::{self, Notice, Upward};
 use crate::output::{self, Output, ReaderId, Style};
@@ -58,6 +59,8 @@ pub enum Probed {
     Ready,
     /// A `tcp:` check's port is held by another program.
     PortTaken(u16),
+    /// The process (named) closed its `ready=fd:N` without a newline.
+    FdClosed(String),
 }
 
 /// Where the other threads put their events: a bounded queue (a sender
@@ -98,7 +101,7 @@ const EXIT_LINE_WAIT: Duration = Duration::from_millis(100);
 
 /// Runs a single command or a group until everything it started is gone;
 /// returns the exit code herd must exit with.
-pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
+pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result<u8, Failure> {
     // Read once and taken out of herd's environment before any thread
     // exists: it is herd's, and no child may get it unchanged.
     let manager_socket = std::env::var(notify::NOTIFY_SOCKET).ok();
@@ -109,7 +112,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
     let signals =
         SignalFd::new(&SignalSet::full()).map_err(|e| Failure::io("opening a signalfd", &e))?;
     let single = args.sources.is_empty();
-    let (units, mut launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
+    let (units, launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
         single_launch(&args)
     } else {
         load::group(&args)?
@@ -119,6 +122,8 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
                     argv: None,
                     env: process.env,
                     takes_stdin: process.takes_stdin,
+                    sockets: Vec::new(),
+                    socket_names: String::new(),
                 };
                 let setup = UnitSetup {
                     spec: process.spec,
@@ -128,6 +133,13 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
             })
             .unzip()
     };
+    let mut launches = launches;
+    let sockets = Sockets::open(&args.listen, inherited)?;
+    for (unit, launch) in units.iter().zip(&mut launches) {
+        launch.sockets = sockets.for_process(&unit.spec)?;
+        launch.socket_names = sockets.names(&launch.sockets);
+        check_ready_fd(&unit.spec, launch.sockets.len())?;
+    }
     let is_init = adopt_orphans(args.subreaper)?;
     let wake = Arc::new(WakeFd::new().map_err(|e| Failure::io("opening an eventfd", &e))?);
     let (queue, events) = mpsc::sync_channel(EVENT_QUEUE);
@@ -210,7 +222,7 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         reopens_log: service.writes_a_log(),
         output_linger: EXIT_LINE_WAIT,
         reload_batch: args.reload_batch,
-        hup_reloads: false,
+        hup_reloads: !sockets.is_empty(),
     };
     let table = Table::new(settings, units);
     let mut executor = Executor {
@@ -227,6 +239,8 @@ pub fn run(args: RunArgs, service: &mut Service) -> Result<u8, Failure> {
         groups: IdMap::new(),
         readers: IdMap::new(),
         stdin_pipes: IdMap::new(),
+        sockets,
+        ready_pipes: IdMap::new(),
         probes: IdMap::new(),
         clients: IdMap::new(),
         next_client: 1,
@@ -253,6 +267,8 @@ fn single_launch(args: &RunArgs) -> (Vec<UnitSetup>, Vec<Launch>) {
         argv: Some(args.command.clone()),
         env: Vec::new(),
         takes_stdin: true,
+        sockets: Vec::new(),
+        socket_names: String::new(),
     };
     (vec![setup], vec![launch])
 }
@@ -314,6 +330,29 @@ struct Launch {
     /// with `/bin/sh -c`, an argv made when it starts.
     argv: Option<Vec<OsString>>,
     env: Vec<(String, String)>,
+    /// Which of the executor's sockets it gets, at fds 3, 4, ...
+    sockets: Vec<usize>,
+    /// Their names, for LISTEN_FDNAMES.
+    socket_names: String,
+}
+
+/// `ready=fd:N` must not be one of the fds the process's sockets take.
+fn check_ready_fd(spec: &ProcessSpec, socket_count: usize) -> Result<(), Failure> {
+    let Ready::Fd(fd) = spec.ready else {
+        return Ok(());
+    };
+    let last = 2usize.saturating_add(socket_count);
+    if usize::try_from(fd).is_ok_and(|fd| fd <= last) {
+        return Err(Failure::new(
+            "reading arguments",
+            format!(
+                "{}: ready=fd:{fd} is one of its socket fds (3 to {last}); use fd:{} or more",
+                spec.name,
+                last.saturating_add(1)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 struct Executor<'a> {
@@ -335,6 +374,11 @@ struct Executor<'a> {
     groups: IdMap<LiveGroup>,
     readers: IdMap<ReaderId>,
     stdin_pipes: IdMap<File>,
+    /// The `--listen` sockets, held for herd's whole life so that the
+    /// kernel queues connections while no child accepts.
+    sockets: Sockets,
+    /// The read ends of `ready=fd:N` pipes, until their reader starts.
+    ready_pipes: IdMap<OwnedFd>,
     /// Running probes, and the flag that stops each.
     probes: IdMap<Arc<AtomicBool>>,
     clients: IdMap<mpsc::Sender<Reply>>,
@@ -436,6 +480,9 @@ impl Executor<'_> {
             Event::Probe(instance, Probed::PortTaken(port)) => {
                 self.handle(Input::PortTaken { instance, port })
             }
+            Event::Probe(_, Probed::FdClosed(name)) => self.output.herd_line(&format!(
+                "{name} closed its ready fd without writing a newline: it is not ready"
+            )),
             Event::OutputEnded(instance) => self.handle(Input::OutputEnded(instance)),
             Event::Reload => self.handle(Input::Reload),
             Event::Notify { pid, pgid, notice } => self.handle(Input::Notify { pid, pgid, notice }),
@@ -625,6 +672,7 @@ impl Executor<'_> {
                 self.groups.remove(&instance);
                 self.readers.remove(&instance);
                 self.stdin_pipes.remove(&instance);
+                self.ready_pipes.remove(&instance);
                 if let Some(stop) = self.probes.remove(&instance) {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -714,11 +762,21 @@ impl Executor<'_> {
         };
         let output_write = output_pipe.as_ref().map(|(_, write_end)| write_end.as_fd());
         let take_terminal = launch.takes_stdin && process::owns_terminal();
+        let ready_pipe = match table_unit.spec.ready {
+            Ready::Fd(number) => Some((fd::pipe().map_err(|e| Failure::io(&doing, &e))?, number)),
+            _ => None,
+        };
+        let sockets = self.sockets.fds(&launch.sockets);
         let setup = ChildSetup {
             mask: self.caller_mask,
             take_terminal,
             stdio: [stdin, output_write, output_write],
             env: &launch.env,
+            sockets: &sockets,
+            socket_names: &launch.socket_names,
+            ready_fd: ready_pipe
+                .as_ref()
+                .map(|((_, write_end), number)| (write_end.as_fd(), *number)),
         };
         let shell_argv;
         let argv = match &launch.argv {
@@ -755,6 +813,10 @@ impl Executor<'_> {
         if let Some((_, write_end)) = stdin_pipe {
             self.stdin_pipes.insert(instance, File::from(write_end));
         }
+        if let Some(((read_end, _), _)) = ready_pipe {
+            // The write end goes with it: only the child holds one now.
+            self.ready_pipes.insert(instance, read_end);
+        }
         if self.single {
             self.took_terminal = take_terminal;
         }
@@ -781,10 +843,20 @@ impl Executor<'_> {
         let stop = Arc::new(AtomicBool::new(false));
         let inbox = self.inbox.clone();
         let stopped = Arc::clone(&stop);
+        let ready_pipe = self.ready_pipes.remove(&instance);
+        let name = self
+            .table
+            .units
+            .iter()
+            .find(|unit| unit.instances.iter().any(|i| i.id == instance))
+            .map_or(String::new(), |unit| unit.spec.name.clone());
         let started = thread::Builder::new()
             .name("probe".into())
             .stack_size(64 * 1024)
-            .spawn(move || probe(instance, &check, pgid, &stopped, &inbox));
+            .spawn(move || match ready_pipe {
+                Some(pipe) => read_ready_fd(instance, name, &pipe, &stopped, &inbox),
+                None => probe(instance, &check, pgid, &stopped, &inbox),
+            });
         match started {
             Ok(_) => {
                 self.probes.insert(instance, stop);
@@ -826,12 +898,51 @@ fn probe(instance: InstanceId, check: &Ready, pgid: i32, stop: &AtomicBool, inbo
             Ready::File(path) => probe::file_exists(path),
             // Not a probe: the table is told through the notify socket.
             Ready::Notify => return,
+            // Read from its pipe by `read_ready_fd`; without one, never.
+            Ready::Fd(_) => false,
         };
         if ready {
             let _ = inbox.send(Event::Probe(instance, Probed::Ready));
             return;
         }
         thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+/// Waits for a newline on the read end of a `ready=fd:N` pipe (s6's
+/// notification fd), or for the loop to say stop. What comes before the
+/// newline is ignored. End of file without a newline (the process closed
+/// the fd, or exited) is said once: the process stays not ready, and its
+/// ready timeout decides.
+fn read_ready_fd(
+    instance: InstanceId,
+    name: String,
+    pipe: &OwnedFd,
+    stop: &AtomicBool,
+    inbox: &Inbox,
+) {
+    let mut buf = Vec::with_capacity(512);
+    while !stop.load(Ordering::Relaxed) {
+        match fd::wait_readable(pipe.as_fd(), Some(PROBE_INTERVAL)) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(_) => return,
+        }
+        buf.clear();
+        match fd::read_appending(pipe.as_fd(), &mut buf) {
+            Ok(0) => {
+                if !stop.load(Ordering::Relaxed) {
+                    let _ = inbox.send(Event::Probe(instance, Probed::FdClosed(name)));
+                }
+                return;
+            }
+            Ok(_) if buf.contains(&b'\n') => {
+                let _ = inbox.send(Event::Probe(instance, Probed::Ready));
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
     }
 }
 

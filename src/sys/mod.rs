@@ -12,6 +12,7 @@ pub mod fd;
 pub mod inotify;
 pub mod process;
 pub mod signal;
+pub mod socket;
 
 use std::io;
 

@@ -1,12 +1,13 @@
-//! Spawning children with a clean signal state, reaping, signalling and the
-//! terminal's foreground process group.
+//! Spawning children with a clean signal state (and with sockets handed
+//! over, systemd-style), reaping, signalling and the terminal's foreground
+//! process group.
 
-use super::signal::SignalSet;
+use super::signal::{self, SignalSet};
 use super::{check, retry_eintr, Pid};
-use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::{io, mem::MaybeUninit, ptr};
+use std::{io, mem, mem::MaybeUninit, ptr};
 
 /// What a child must look like when it execs.
 pub struct ChildSetup<'a> {
@@ -18,35 +19,73 @@ pub struct ChildSetup<'a> {
     pub stdio: [Option<BorrowedFd<'a>>; 3],
     /// Variables set on top of (or instead of) herd's environment.
     pub env: &'a [(String, String)],
+    /// Sockets the child gets at fds 3, 4, ..., announced in `LISTEN_FDS`,
+    /// `LISTEN_FDNAMES` (these names, joined with ':') and `LISTEN_PID`.
+    pub sockets: &'a [BorrowedFd<'a>],
+    pub socket_names: &'a str,
+    /// A pipe's write end, and the fd number the child gets it at.
+    pub ready_fd: Option<(BorrowedFd<'a>, i32)>,
 }
+
+/// The variables that hand sockets over: herd's own (from systemd) never
+/// reach a child; a child that gets sockets gets fresh ones.
+const LISTEN_VARIABLES: [&str; 3] = ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"];
+
+/// Room for the digits of any pid (pid_t is 32 bits).
+const PID_DIGITS: usize = 10;
 
 /// Starts `argv[0]` (searched in PATH) with `argv` and herd's environment, in
 /// a new process group of its own, with every signal at its default action
 /// and `setup.mask` as its mask.
 ///
-/// glibc's `posix_spawnp` runs the child with CLONE_VFORK: herd's memory is
-/// not copied, nothing of ours runs in the child, and the child's exec errno
-/// comes back as this call's error, so an exec failure is never guessed from
-/// an exit code.
+/// A child with no fds beyond stdio is started with glibc's `posix_spawnp`,
+/// which runs it with CLONE_VFORK: herd's memory is not copied, nothing of
+/// ours runs in the child, and the child's exec errno comes back as this
+/// call's error, so an exec failure is never guessed from an exit code.
+/// A child that gets sockets needs its own pid in `LISTEN_PID`, which only
+/// the child can know: it is forked (see `spawn_forked`).
 pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
     let argv = c_strings(argv.iter().map(|arg| arg.as_bytes().to_vec()))?;
-    let inherited = std::env::vars_os()
-        .filter(|(key, _)| {
-            !setup
-                .env
+    let gets_sockets = !setup.sockets.is_empty();
+    let overridden = |key: &[u8]| {
+        setup.env.iter().any(|(set, _)| key == set.as_bytes())
+            || LISTEN_VARIABLES
                 .iter()
-                .any(|(set, _)| key.as_bytes() == set.as_bytes())
-        })
+                .any(|listen| key == listen.as_bytes())
+    };
+    let inherited = std::env::vars_os()
+        .filter(|(key, _)| !overridden(key.as_bytes()))
         .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()));
     let set = setup
         .env
         .iter()
+        .filter(|(key, _)| !(gets_sockets && LISTEN_VARIABLES.contains(&key.as_str())))
         .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()));
-    let envp = c_strings(inherited.chain(set).map(|(mut pair, value)| {
-        pair.push(b'=');
-        pair.extend_from_slice(&value);
-        pair
-    }))?;
+    let announced = gets_sockets.then(|| {
+        [
+            (
+                b"LISTEN_FDS".to_vec(),
+                setup.sockets.len().to_string().into_bytes(),
+            ),
+            (
+                b"LISTEN_FDNAMES".to_vec(),
+                setup.socket_names.as_bytes().to_vec(),
+            ),
+        ]
+    });
+    let envp = c_strings(
+        inherited
+            .chain(set)
+            .chain(announced.into_iter().flatten())
+            .map(|(mut pair, value)| {
+                pair.push(b'=');
+                pair.extend_from_slice(&value);
+                pair
+            }),
+    )?;
+    if gets_sockets || setup.ready_fd.is_some() {
+        return spawn_forked(&argv, envp, setup);
+    }
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
     let attributes = SpawnAttributes::new(setup.mask)?;
@@ -69,6 +108,267 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(LivePid(pid))
+}
+
+/// Everything the forked child does, prepared before the fork: between fork
+/// and exec the child of a threaded process may only make async-signal-safe
+/// calls, so it allocates nothing, formats nothing and takes no lock.
+struct ForkPlan {
+    program: *const libc::c_char,
+    argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+    /// Where the child writes its pid's digits, then a NUL.
+    pid_digits: Option<*mut u8>,
+    /// dup2(source, target) in order; every source is above every target,
+    /// so no move overwrites a source a later one needs.
+    moves: Vec<(libc::c_int, libc::c_int)>,
+    /// Fd ranges (first, last) the child marks close-on-exec: all but its
+    /// targets, so that an fd herd inherited without the flag does not
+    /// reach it either.
+    other_fds: Vec<(libc::c_uint, libc::c_uint)>,
+    take_terminal: bool,
+    highest_signal: libc::c_int,
+    default_action: libc::sigaction,
+    mask: libc::sigset_t,
+    /// The write end of the pipe on which an exec failure's errno goes back.
+    error_pipe: libc::c_int,
+}
+
+/// fork + execve for a child that gets fds beyond stdio. The child reports
+/// an exec failure's errno on a close-on-exec pipe, whose end of file tells
+/// herd that the exec happened: exec failures are errors of this call, as
+/// with `posix_spawnp`.
+fn spawn_forked(argv: &[CString], envp: Vec<CString>, setup: &ChildSetup) -> io::Result<LivePid> {
+    let program = resolve_program(
+        argv.first()
+            .map_or(OsStr::new(""), |p| OsStr::from_bytes(p.as_bytes())),
+    )?;
+    let mut targets: Vec<(BorrowedFd, libc::c_int)> = (0..)
+        .zip(setup.stdio)
+        .filter_map(|(target, fd)| fd.map(|fd| (fd, target)))
+        .collect();
+    targets.extend(setup.sockets.iter().copied().zip(3..));
+    targets.extend(setup.ready_fd);
+    let highest = targets.iter().map(|(_, target)| *target).max().unwrap_or(2);
+    let above = highest.saturating_add(1);
+    // Copies above every target, held until the child has its own.
+    let raised: Vec<(OwnedFd, libc::c_int)> = targets
+        .iter()
+        .map(|(fd, target)| Ok((duplicate_above(fd.as_raw_fd(), above)?, *target)))
+        .collect::<io::Result<_>>()?;
+    let (error_read, error_write_low) = super::fd::pipe()?;
+    let error_write = duplicate_above(error_write_low.as_raw_fd(), above)?;
+    // Only the child may hold a write end once it has forked, or the read
+    // below never sees the end of file that means "exec'd".
+    drop(error_write_low);
+    let mut kept: Vec<libc::c_int> = targets.iter().map(|(_, target)| *target).collect();
+    kept.sort_unstable();
+    let mut other_fds = Vec::new();
+    let mut next: libc::c_int = 3;
+    for target in kept.into_iter().filter(|target| *target >= 3) {
+        if target > next {
+            other_fds.push((next as libc::c_uint, (target - 1) as libc::c_uint));
+        }
+        next = next.max(target.saturating_add(1));
+    }
+    other_fds.push((next as libc::c_uint, libc::c_uint::MAX));
+    let mut pid_entry = (!setup.sockets.is_empty()).then(|| {
+        let mut entry = b"LISTEN_PID=".to_vec();
+        entry.extend_from_slice(&[b'0'; PID_DIGITS + 1]);
+        entry
+    });
+    let argv_ptrs = null_terminated(argv);
+    let mut envp_ptrs = null_terminated(&envp);
+    let pid_digits = pid_entry.as_mut().map(|entry| {
+        // Before the terminating null pointer.
+        envp_ptrs.insert(envp_ptrs.len() - 1, entry.as_mut_ptr().cast());
+        // SAFETY: the entry is "LISTEN_PID=" and PID_DIGITS + 1 bytes.
+        unsafe { entry.as_mut_ptr().add(b"LISTEN_PID=".len()) }
+    });
+    // SAFETY: sigaction is plain data; zeroed is SIG_DFL, no flags, empty mask.
+    let default_action: libc::sigaction = unsafe { mem::zeroed() };
+    let plan = ForkPlan {
+        program: program.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        pid_digits,
+        moves: raised
+            .iter()
+            .map(|(fd, target)| (fd.as_raw_fd(), *target))
+            .collect(),
+        other_fds,
+        take_terminal: setup.take_terminal,
+        highest_signal: signal::max_signal(),
+        default_action,
+        mask: *setup.mask.as_raw(),
+        error_pipe: error_write.as_raw_fd(),
+    };
+    // SAFETY: fork has no arguments. The child runs only `exec_child`,
+    // which makes async-signal-safe calls on memory prepared above.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: this is the child of the fork; `plan` and everything it
+        // points into are its copies, alive until it execs or exits.
+        unsafe { exec_child(&plan) }
+    }
+    drop(error_write);
+    drop(raised);
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < errno.len() {
+        let rest = &mut errno[got..];
+        // SAFETY: the pointer and length describe `rest`, writable memory.
+        let count = retry_eintr(|| {
+            check_count(unsafe {
+                libc::read(error_read.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len())
+            })
+        })?;
+        if count == 0 {
+            break;
+        }
+        got += count;
+    }
+    if got == 0 {
+        return Ok(LivePid(pid));
+    }
+    // The child exits at once: reap it here, so the loop never sees a
+    // pid it did not start.
+    let mut status = 0;
+    // SAFETY: `status` is a valid c_int for waitpid to write.
+    let _ = retry_eintr(|| check(unsafe { libc::waitpid(pid, &mut status, 0) }));
+    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+}
+
+/// What runs in the forked child: only async-signal-safe calls, on memory
+/// prepared before the fork. Never returns: it execs or exits 127.
+///
+/// # Safety
+/// Only to be called in the child of a fork, with a plan whose pointers
+/// are valid (they point into the parent's buffers, which the child copied).
+unsafe fn exec_child(plan: &ForkPlan) -> ! {
+    libc::setpgid(0, 0);
+    let mut signal = 1;
+    while signal <= plan.highest_signal {
+        // SIGKILL and SIGSTOP (and glibc's reserved 32, 33) refuse; that is fine.
+        libc::sigaction(signal, &plan.default_action, ptr::null_mut());
+        signal += 1;
+    }
+    // Every signal is still blocked (herd's mask), so SIGTTOU cannot stop
+    // a child that takes the terminal from the background.
+    if plan.take_terminal && libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid()) == -1 {
+        fail(plan.error_pipe);
+    }
+    for &(source, target) in &plan.moves {
+        // dup2 clears close-on-exec on the copy.
+        if libc::dup2(source, target) == -1 {
+            fail(plan.error_pipe);
+        }
+    }
+    for &(first, last) in &plan.other_fds {
+        // Before Linux 5.11 (no CLOSE_RANGE_CLOEXEC) only inherited fds
+        // without the flag could leak, as with posix_spawn.
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            last,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    if let Some(digits) = plan.pid_digits {
+        write_decimal(digits, libc::getpid());
+    }
+    if libc::sigprocmask(libc::SIG_SETMASK, &plan.mask, ptr::null_mut()) == -1 {
+        fail(plan.error_pipe);
+    }
+    libc::execve(plan.program, plan.argv.cast(), plan.envp.cast());
+    fail(plan.error_pipe)
+}
+
+/// Sends errno back to herd and exits, in the child of a fork.
+///
+/// # Safety
+/// As `exec_child`.
+unsafe fn fail(error_pipe: libc::c_int) -> ! {
+    let errno = (*libc::__errno_location()).to_ne_bytes();
+    libc::write(error_pipe, errno.as_ptr().cast(), errno.len());
+    libc::_exit(127)
+}
+
+/// Writes `value`'s decimal digits and a NUL at `at`, without allocating.
+///
+/// # Safety
+/// `at` must have room for PID_DIGITS + 1 bytes.
+unsafe fn write_decimal(at: *mut u8, value: Pid) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut left = value.unsigned_abs();
+    let mut count = 0;
+    while count < PID_DIGITS {
+        digits[PID_DIGITS - 1 - count] = b'0' + (left % 10) as u8;
+        left /= 10;
+        count += 1;
+        if left == 0 {
+            break;
+        }
+    }
+    let first = PID_DIGITS - count;
+    let mut written = 0;
+    for &digit in &digits[first..] {
+        at.add(written).write(digit);
+        written += 1;
+    }
+    at.add(written).write(0);
+}
+
+/// A close-on-exec copy of `fd` numbered `lowest` or more.
+fn duplicate_above(fd: libc::c_int, lowest: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC has no memory arguments.
+    let copy = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, lowest) })?;
+    // SAFETY: fcntl returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
+/// The file `execvp` would run for `program`: itself when it has a '/',
+/// otherwise the first executable file of that name in herd's PATH (glibc's
+/// default when PATH is unset). EACCES when only files that may not be
+/// executed were found, ENOENT when none.
+fn resolve_program(program: &OsStr) -> io::Result<CString> {
+    let bytes = program.as_bytes();
+    if bytes.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let c_string = |bytes: Vec<u8>| {
+        CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    if bytes.contains(&b'/') {
+        return c_string(bytes.to_vec());
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
+    let mut denied = false;
+    for dir in search.as_bytes().split(|b| *b == b':') {
+        let mut candidate = if dir.is_empty() {
+            b".".to_vec()
+        } else {
+            dir.to_vec()
+        };
+        candidate.push(b'/');
+        candidate.extend_from_slice(bytes);
+        let is_file = std::fs::metadata(OsStr::from_bytes(&candidate)).is_ok_and(|m| m.is_file());
+        if !is_file {
+            continue;
+        }
+        let candidate = c_string(candidate)?;
+        // SAFETY: access reads the NUL-terminated path it is given.
+        if unsafe { libc::access(candidate.as_ptr(), libc::X_OK) } == 0 {
+            return Ok(candidate);
+        }
+        denied = true;
+    }
+    let errno = if denied { libc::EACCES } else { libc::ENOENT };
+    Err(io::Error::from_raw_os_error(errno))
+}
+
+fn check_count(ret: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }
 
 /// A child that has not been reaped yet, and the only way to signal it: the
