@@ -5,6 +5,7 @@ mod control;
 mod faults_control;
 mod group;
 mod input;
+mod listen;
 mod loop_faults;
 mod output;
 mod run;
