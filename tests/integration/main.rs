@@ -6,6 +6,7 @@ mod faults_control;
 mod formation;
 mod group;
 mod input;
+mod listen;
 mod loop_faults;
 mod notify;
 mod output;
