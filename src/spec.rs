@@ -105,8 +105,7 @@ impl ProcessSpec {
 
     /// Applies one setting, as written after `# herd:` in a Procfile or as
     /// the value of a per-process flag: `restart=always`, `grace=5`,
-    /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`,
-    /// `sockets=http,admin`.
+    /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`.
     pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
         let value_of = |key: &str| value.ok_or_else(|| format!("'{key}' needs a value: {key}=..."));
         match key {
