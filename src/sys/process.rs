@@ -634,3 +634,33 @@ pub fn terminal_foreground() -> Option<Pid> {
 pub fn stop_self() -> io::Result<()> {
     send_signal(own_pid(), libc::SIGSTOP)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_any_pid_into_its_slot_with_a_nul() {
+        for (pid, text) in [(1, "1"), (4_194_304, "4194304"), (i32::MAX, "2147483647")] {
+            let mut slot = [b'x'; PID_DIGITS + 1];
+            // SAFETY: the slot has PID_DIGITS + 1 bytes.
+            unsafe { write_decimal(slot.as_mut_ptr(), pid) };
+            let end = slot.iter().position(|b| *b == 0).unwrap();
+            assert_eq!(&slot[..end], text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn resolves_a_program_as_execvp_would() {
+        assert_eq!(
+            resolve_program(OsStr::new("./x")).unwrap().as_bytes(),
+            b"./x"
+        );
+        let sh = resolve_program(OsStr::new("sh")).unwrap();
+        assert!(sh.as_bytes().ends_with(b"/sh"), "{sh:?}");
+        for missing in ["", "herd-no-such-program"] {
+            let error = resolve_program(OsStr::new(missing)).unwrap_err();
+            assert_eq!(error.raw_os_error(), Some(libc::ENOENT), "{missing:?}");
+        }
+    }
+}

@@ -597,3 +597,23 @@ fn a_full_fd_table_is_a_clear_error() {
         "message when spawning",
     );
 }
+
+#[test]
+fn sighup_reloads_a_single_command_that_holds_sockets() {
+    let mut herd = Running::start(herd().args([
+        "run",
+        "--listen",
+        "tcp:127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "echo generation $$; trap 'exit 0' TERM; sleep 30 & wait",
+    ]));
+    let first = herd.expect_line("generation ");
+    herd.signal("HUP");
+    let second = herd.expect_line("generation ");
+    assert_ne!(first, second, "{}", herd.story());
+    herd.signal("TERM");
+    let outcome = herd.finish();
+    outcome.check(outcome.code() == 0, "exit code");
+}
