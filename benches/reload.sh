@@ -71,25 +71,6 @@ MARKER="HERD_RELOAD_BENCH=$TMP"
 export PM2_HOME=$TMP/pm2
 HELPER=
 
-# Kills every process whose environment carries $MARKER (by pid), a few
-# passes in case one forked while the previous pass ran.
-kill_marked() {
-    local pass pid found
-    for pass in 1 2 3 4 5; do
-        found=0
-        for pid in /proc/[0-9]*; do
-            pid=${pid#/proc/}
-            [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-            if grep -qzxF -- "$MARKER" "/proc/$pid/environ" 2>/dev/null; then
-                kill -KILL "$pid" 2>/dev/null || true
-                found=1
-            fi
-        done
-        ((found)) || return 0
-        sleep 0.2
-    done
-}
-
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
