@@ -1466,8 +1466,9 @@ fn a_reload_of_what_is_not_running_or_does_not_exist_is_refused() {
     assert_eq!(error_text(reply_to(&effects, WAITER)), "db is not running");
 }
 
-#[test]
-fn a_reload_batch_replaces_units_a_batch_at_a_time() {
+/// Two units with ready checks, both serving, reloaded one at a time;
+/// and the id of `a`'s serving instance.
+fn serving_in_batches_of_one() -> (Sim, InstanceId) {
     let ready = |name| with(spec(name), "ready", Some("file:/tmp/up"));
     let mut config = settings(GROUP);
     config.reload_batch = 1;
@@ -1477,6 +1478,12 @@ fn a_reload_batch_replaces_units_a_batch_at_a_time() {
     sim.feed(Input::Ready(a1));
     let b1 = sim.id("b");
     sim.feed(Input::Ready(b1));
+    (sim, a1)
+}
+
+#[test]
+fn a_reload_batch_replaces_units_a_batch_at_a_time() {
+    let (mut sim, a1) = serving_in_batches_of_one();
     let effects = sim.reload(None);
     assert_eq!(spawns(&effects), [0], "b waits for a's new generation");
     let a2 = sim.id("a");
@@ -1494,15 +1501,7 @@ fn a_reload_batch_replaces_units_a_batch_at_a_time() {
 
 #[test]
 fn a_failed_batch_ends_the_reload_before_the_next_one() {
-    let ready = |name| with(spec(name), "ready", Some("file:/tmp/up"));
-    let mut config = settings(GROUP);
-    config.reload_batch = 1;
-    let mut sim = Sim::new(config, vec![ready("a"), ready("b")]);
-    sim.feed(Input::Tick);
-    let a1 = sim.id("a");
-    sim.feed(Input::Ready(a1));
-    let b1 = sim.id("b");
-    sim.feed(Input::Ready(b1));
+    let (mut sim, _) = serving_in_batches_of_one();
     sim.reload(None);
     let a2 = sim.id("a");
     let effects = sim.exit_instance(a2, exited(1));
