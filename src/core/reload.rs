@@ -46,24 +46,22 @@ impl Table {
         if let (Some(name), true) = (name, named.is_empty()) {
             return refuse(format!("no process named '{name}'"), out);
         }
-        let job = self.reload.get_or_insert_with(ReloadJob::default);
+        let mut job = self.reload.take().unwrap_or_default();
         let in_job = |unit: &usize| job.active.contains(unit) || job.waiting.contains(unit);
         let targets: Vec<usize> = named
             .into_iter()
             .filter(|unit| in_job(unit) || self.units[*unit].is_serving())
             .collect();
+        let idle = job.active.is_empty() && job.waiting.is_empty();
         if targets.is_empty() {
-            if job.active.is_empty() && job.waiting.is_empty() {
-                self.reload = None;
+            if !idle {
+                self.reload = Some(job);
             }
             let what = name.map_or("no process".to_string(), str::to_string);
             return refuse(format!("{what} is not running"), out);
         }
-        let Some(mut job) = self.reload.take() else {
-            return;
-        };
         job.clients.extend(client);
-        if job.active.is_empty() && job.waiting.is_empty() {
+        if idle {
             out.push(Effect::ReloadStarted);
         }
         for unit in targets {
