@@ -607,11 +607,13 @@ fn sighup_reloads_a_single_command_that_holds_sockets() {
         "--",
         "sh",
         "-c",
-        "echo generation $$; trap 'exit 0' TERM; sleep 30 & wait",
+        // Says so only once its trap is set, so that the TERM below finds it.
+        "trap 'exit 0' TERM; echo child is up as $$; sleep 30 & wait",
     ]));
-    let first = herd.expect_line("generation ");
+    let first = herd.expect_line("child is up as ");
     herd.signal("HUP");
-    let second = herd.expect_line("generation ");
+    // Not herd's own "starting generation 2": the new child's line.
+    let second = herd.expect_line("child is up as ");
     assert_ne!(first, second, "{}", herd.story());
     herd.signal("TERM");
     let outcome = herd.finish();
