@@ -328,20 +328,20 @@ fn reload_server() -> std::path::PathBuf {
     profile.join("examples").join("reload_server")
 }
 
-/// A herd serving `reload_server` on a socket it holds, 20 reloads during
-/// 20 s of 200 new connections a second.
-fn reload_under_load(naive: bool) -> Load {
-    let dir = TempDir::new(if naive { "load-naive" } else { "load" });
-    let port = free_port();
-    let server = reload_server();
+/// A herd serving `reload_server` (`startup_ms` start-up, 50 ms requests)
+/// on `port`: on a socket herd holds, or, `naive`, on one each generation
+/// binds itself. `extra` goes on herd's command line.
+fn serving_herd(dir: &TempDir, port: u16, naive: bool, startup_ms: u32, extra: &[&str]) -> Running {
     let mut command = herd();
     command
         .args(["run", "--color", "never", "--state-dir"])
         .arg(dir.join("state"))
-        .args(["-c", &format!("web=exec {}", server.display())])
+        .args(["-c", &format!("web=exec {}", reload_server().display())])
         .args(["--ready", "web=notify", "--grace", "5"])
-        .env("SERVER_STARTUP_MS", "150")
-        .env("SERVER_REQUEST_MS", "50");
+        .args(extra)
+        .env("SERVER_STARTUP_MS", startup_ms.to_string())
+        .env("SERVER_REQUEST_MS", "50")
+        .env("SERVER_FAIL_IF", dir.join("fail"));
     if naive {
         // The recipe herd replaces: each generation binds the port itself,
         // and a restart stops the old one before the new one starts.
@@ -351,6 +351,32 @@ fn reload_under_load(naive: bool) -> Load {
     }
     let mut herd = Running::start(&mut command);
     herd.expect_line("web is ready");
+    herd
+}
+
+/// Stops a herd after a load test.
+fn stop_after_load(herd: Running) {
+    herd.signal("TERM");
+    let outcome = herd.finish();
+    outcome.check(outcome.code() == 0, "herd stops cleanly after the load");
+}
+
+/// Fails the test with the first failed requests, if any.
+fn assert_no_failed_request(load: &Load) {
+    assert!(
+        load.failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        load.failed.len(),
+        load.failed.len() + load.ok,
+        &load.failed[..load.failed.len().min(10)]
+    );
+}
+
+/// 20 reloads during 20 s of 200 new connections a second.
+fn reload_under_load(naive: bool) -> Load {
+    let dir = TempDir::new(if naive { "load-naive" } else { "load" });
+    let port = free_port();
+    let herd = serving_herd(&dir, port, naive, 150, &[]);
     let trigger = if naive { "restart" } else { "reload" };
     let load = under_load(port, 200, 20, || {
         for n in 0..20 {
@@ -363,22 +389,125 @@ fn reload_under_load(naive: bool) -> Load {
             outcome.check(outcome.code() == 0, &format!("{trigger} {n}"));
         }
     });
-    herd.signal("TERM");
-    let outcome = herd.finish();
-    outcome.check(outcome.code() == 0, "herd stops cleanly after the load");
+    stop_after_load(herd);
     load
+}
+
+/// A new generation that crashes before it is ready, then one that never
+/// gets ready (stopped at its ready timeout): the old one serves every
+/// request meanwhile, and the next reload works.
+#[test]
+fn generations_that_crash_or_never_get_ready_fail_and_no_request_fails() {
+    let dir = TempDir::new("load-fail");
+    let port = free_port();
+    let extra = ["--ready-timeout", "web=1"];
+    let mut herd = serving_herd(&dir, port, false, 150, &extra);
+    let load = under_load(port, 200, 8, || {
+        for (failure, reason) in [
+            ("crash", "generation 2 ended before it was ready (exit 3)"),
+            ("hang", "generation 3 was not ready after 1s"),
+        ] {
+            fs::write(dir.join("fail"), failure).unwrap();
+            let outcome = reload(&dir, &["web"]);
+            outcome.check(
+                outcome.code() == 1,
+                &format!("a reload that meets {failure} fails"),
+            );
+            outcome.check(outcome.stderr.contains(reason), "and says why");
+            herd.expect_line(&format!("web: reload failed: {reason}"));
+        }
+        fs::remove_file(dir.join("fail")).unwrap();
+        let outcome = reload(&dir, &["web"]);
+        outcome.check(outcome.code() == 0, "the next reload works");
+    });
+    assert_no_failed_request(&load);
+    assert_eq!(
+        load.pids.len(),
+        2,
+        "generations 1 and 4 serve: {:?}",
+        load.pids
+    );
+    stop_after_load(herd);
+}
+
+/// Five `herd reload` within 100 ms: each replaces the generation still on
+/// trial, every client hears the one outcome, and one new generation is
+/// left serving; no request fails meanwhile.
+#[test]
+fn five_reloads_within_100_ms_leave_one_new_generation_and_lose_no_request() {
+    let dir = TempDir::new("load-five");
+    let port = free_port();
+    // A start-up long enough that all five arrive while one is on trial.
+    let mut herd = serving_herd(&dir, port, false, 1000, &[]);
+    let load = under_load(port, 200, 5, || {
+        let clients: Vec<Running> = (0..5)
+            .map(|_| Running::start(&mut herd_command_reload(&dir)))
+            .collect();
+        for (n, client) in clients.into_iter().enumerate() {
+            let outcome = client.finish();
+            outcome.check(outcome.code() == 0, &format!("reload client {n}"));
+        }
+        herd.expect_line("web: generation 6 is serving; 1 older draining");
+    });
+    assert_no_failed_request(&load);
+    let story = herd.story();
+    let replaced = story.matches("is replaced by a newer reload").count();
+    assert_eq!(
+        replaced, 4,
+        "four generations on trial were replaced\n{story}"
+    );
+    let web_rows = || {
+        let status = herd_status(&dir);
+        status
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("web"))
+            .count()
+    };
+    wait_until(
+        "one web row in herd status",
+        || web_rows() == 1,
+        || herd.story(),
+    );
+    stop_after_load(herd);
+}
+
+/// An old generation that ignores SIGTERM gets SIGKILL once its grace is
+/// over, and the reload still ends well.
+#[test]
+fn an_old_generation_that_ignores_sigterm_is_killed_after_its_grace() {
+    let dir = TempDir::new("reload-stubborn");
+    let mut herd = Running::start(
+        herd()
+            .args(["run", "--color", "never", "--state-dir"])
+            .arg(dir.join("state"))
+            .args(["-c", "web=trap '' TERM; echo trapped; exec sleep 1000"])
+            .args(["--grace", "web=1"]),
+    );
+    let old = started_pid(&herd.expect_line("web started (pid"));
+    herd.expect_line("web  | trapped");
+    let since = std::time::Instant::now();
+    let outcome = reload(&dir, &["web"]);
+    outcome.check(outcome.code() == 0, "the reload ends well");
+    herd.expect_line("web: generation 2 is serving; 1 older draining");
+    herd.expect_line("still running after 1s grace: sending SIGKILL");
+    herd.expect_line("web generation 1 was killed by SIGKILL");
+    let took = since.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900),
+        "SIGKILL before the grace was over ({took:?})\n{}",
+        herd.story()
+    );
+    assert!(!is_alive(old), "the old generation is alive");
+    herd.signal("TERM");
+    herd.expect_line("web was killed by SIGKILL");
+    herd.finish();
 }
 
 #[test]
 fn twenty_reloads_under_load_lose_no_request() {
     let load = reload_under_load(false);
-    assert!(
-        load.failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        load.failed.len(),
-        load.failed.len() + load.ok,
-        &load.failed[..load.failed.len().min(10)]
-    );
+    assert_no_failed_request(&load);
     assert!(
         load.pids.len() >= 21,
         "only {} generations served: {:?}",

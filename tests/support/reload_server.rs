@@ -7,7 +7,10 @@
 //! `SERVER_REQUEST_MS` (delay of each answer), `SERVER_PORT` (bind this port
 //! itself instead of taking fd 3: the naive way, for the test that must see
 //! failures), `SERVER_READY_FD` (write a newline there when ready), and
-//! `NOTIFY_SOCKET` (send `READY=1` there when ready).
+//! `NOTIFY_SOCKET` (send `READY=1` there when ready), and `SERVER_FAIL_IF`
+//! (a path: when it holds `crash` at start-up, exit 3 before getting
+//! ready; when it holds `hang`, never get ready and wait for SIGTERM, as a
+//! generation stuck in its start-up does).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -96,6 +99,17 @@ fn main() {
     // async-signal-safe.
     unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
     thread::sleep(millis("SERVER_STARTUP_MS"));
+    let failure = env::var_os("SERVER_FAIL_IF").and_then(|path| fs::read_to_string(path).ok());
+    match failure.as_deref().map(str::trim) {
+        Some("crash") => process::exit(3),
+        Some("hang") => {
+            while !STOP.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            return;
+        }
+        _ => {}
+    }
     let listener = listener();
     listener
         .set_nonblocking(true)
