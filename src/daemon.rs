@@ -75,14 +75,16 @@ pub fn resolve(
 }
 
 /// `/run/herd` for root, `$XDG_RUNTIME_DIR/herd` otherwise, or
-/// `/tmp/herd-UID` where there is no runtime directory.
+/// `/tmp/herd-UID` where there is no runtime directory. A relative
+/// `XDG_RUNTIME_DIR` is none: the XDG Base Directory specification says to
+/// ignore it, and a client run from another directory would look elsewhere.
 fn default_base() -> PathBuf {
     let uid = sys::own_uid();
     if uid == 0 {
         return PathBuf::from("/run/herd");
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(runtime) if !runtime.is_empty() => PathBuf::from(runtime).join("herd"),
+        Some(runtime) if Path::new(&runtime).is_absolute() => PathBuf::from(runtime).join("herd"),
         _ => PathBuf::from(format!("/tmp/herd-{uid}")),
     }
 }
@@ -116,8 +118,7 @@ impl PidLock {
     pub fn acquire(paths: &StatePaths) -> Result<PidLock, Failure> {
         let mut made_dir = match &paths.dir {
             Some(dir) => {
-                let made = create_dir(dir)
-                    .map_err(|e| Failure::io(format!("creating {}", dir.display()), &e))?;
+                let made = create_dir(dir).map_err(|e| cannot_create(dir, &e))?;
                 check_private(dir)?;
                 let shared_base = default_base();
                 if shared_base.starts_with("/tmp") && dir.parent() == Some(shared_base.as_path()) {
@@ -140,8 +141,12 @@ impl PidLock {
                     made_dir = true;
                     continue;
                 }
+                (Err(e), _) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(Failure::new(doing(), "it is a symbolic link"));
+                }
                 (Err(e), _) => return Err(Failure::io(doing(), &e)),
             };
+            check_own_pid_file(&file, &doing)?;
             if !lock_patiently(&file).map_err(|e| Failure::io(doing(), &e))? {
                 return Err(already_running(paths, &file));
             }
@@ -219,11 +224,42 @@ fn create_dir(dir: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// Opens the pid file for reading and writing, creating it (mode 0644) if
-/// need be. Returns whether it was there before.
+/// Why the state directory cannot be made, with where else it may go: on a
+/// read-only root file system (a container's), or under a runtime
+/// directory that is not the user's, only another directory will do.
+fn cannot_create(dir: &Path, error: &std::io::Error) -> Failure {
+    let mut failure = Failure::io(format!("creating {}", dir.display()), error);
+    let unwritable = [libc::EROFS, libc::EACCES, libc::EPERM];
+    if error
+        .raw_os_error()
+        .is_some_and(|e| unwritable.contains(&e))
+    {
+        let runtime = if sys::own_uid() == 0 {
+            ""
+        } else {
+            " or set XDG_RUNTIME_DIR to"
+        };
+        failure.cause = format!(
+            "{} (give --state-dir{runtime} a writable directory)",
+            failure.cause
+        );
+    }
+    failure
+}
+
+/// Opens the pid file for reading and writing, creating it (mode 0600) if
+/// need be. Returns whether it was there before. Only herd's user may open
+/// it: whoever can open it can lock it, and so hold a start off for ever
+/// (flock needs no write access). A symbolic link is not followed, so that
+/// a link planted in a shared directory cannot make herd truncate another
+/// file.
 fn open_pid_file(path: &Path) -> std::io::Result<(File, bool)> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).mode(0o644);
+    options
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW);
     // Either step can lose a race with a herd that removes or creates the
     // file; the other then wins.
     loop {
@@ -261,6 +297,16 @@ fn lock_patiently(file: &File) -> std::io::Result<bool> {
         }
         std::thread::sleep(LOCK_RETRY);
     }
+}
+
+/// A pid file that another user made (in a shared directory such as /tmp)
+/// is theirs to lock and to write: refused.
+fn check_own_pid_file(file: &File, doing: &dyn Fn() -> String) -> Result<(), Failure> {
+    let meta = file.metadata().map_err(|e| Failure::io(doing(), &e))?;
+    if meta.uid() != sys::own_uid() {
+        return Err(Failure::new(doing(), "it belongs to another user"));
+    }
+    Ok(())
 }
 
 /// A state directory (and a base under /tmp, where anyone may create one

@@ -104,10 +104,23 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
             envp_ptrs.as_ptr(),
         )
     };
+    let program = argv
+        .first()
+        .map_or(OsStr::new(""), |p| OsStr::from_bytes(p.as_bytes()));
+    if rc == libc::EACCES && resolve_program(program).is_err_and(is_not_found) {
+        // glibc's search counts a PATH directory this user may not enter
+        // (`/root/.local/bin` in the PATH of an image run as another user)
+        // as a file found but not executable; nothing was found at all.
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(LivePid(pid))
+}
+
+fn is_not_found(error: io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ENOENT)
 }
 
 /// Everything the forked child does, prepared before the fork: between fork

@@ -781,6 +781,9 @@ fn as_nobody(herd: &Herd, program: &PathBuf, args: &[&str]) -> Outcome {
 
 #[test]
 fn another_user_is_refused_by_the_socket_itself() {
+    if !runs_as_root("switching to another user") {
+        return;
+    }
     let herd = Herd::new("peercred");
     let program = herd_for_anyone(&herd);
     let probe = run_to_end(Command::new("setpriv").args([
@@ -795,6 +798,7 @@ fn another_user_is_refused_by_the_socket_itself() {
     let supervisor = herd.started(&["-c", SLEEPS]);
     // Past the file modes, so that only the peer credentials check is left.
     fs::set_permissions(&herd.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(herd.pid_file(), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(herd.socket(), fs::Permissions::from_mode(0o666)).unwrap();
 
     let outcome = as_nobody(&herd, &program, &["status"]);
@@ -826,6 +830,9 @@ fn another_user_is_refused_by_the_socket_itself() {
 /// hello fared.
 #[test]
 fn another_user_is_told_permission_denied_every_time() {
+    if !runs_as_root("switching to another user") {
+        return;
+    }
     let herd = Herd::new("denied");
     let program = herd_for_anyone(&herd);
     let supervisor = herd.started(&["-c", SLEEPS]);
@@ -847,6 +854,9 @@ fn another_user_is_told_permission_denied_every_time() {
 
 #[test]
 fn status_as_a_user_who_cannot_read_the_state_dir_is_unknown_not_stopped() {
+    if !runs_as_root("switching to another user") {
+        return;
+    }
     let herd = Herd::new("unreadable");
     let program = herd_for_anyone(&herd);
     herd.started(&["-c", SLEEPS]);

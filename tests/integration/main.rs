@@ -11,5 +11,6 @@ mod loop_faults;
 mod notify;
 mod output;
 mod reload;
+mod rootless;
 mod run;
 mod util;

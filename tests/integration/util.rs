@@ -643,3 +643,19 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
 pub fn text_or_why(path: &std::path::Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"))
 }
+
+/// Whether the tests run as root. Otherwise says that a test is skipped:
+/// `what` (switching users, making a namespace) needs root.
+pub fn runs_as_root(what: &str) -> bool {
+    let effective_uid = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|euid| euid.parse::<u32>().ok())
+        .expect("a Uid: line in /proc/self/status");
+    if effective_uid != 0 {
+        eprintln!("skipped: {what} needs root");
+    }
+    effective_uid == 0
+}
