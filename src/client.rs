@@ -92,6 +92,12 @@ fn reload(
     let patience = timeout.unwrap_or(Duration::MAX);
     let answer = connected(paths, patience).and_then(|mut client| client.request(&fields));
     answer.map(|_| 0).map_err(|failure| {
+        // A supervisor that stops during the reload fails it; its answer may
+        // not be written before it exits.
+        if failure.cause == control::CLOSED {
+            return Failure::new("reload", "herd is stopping: the reload did not end")
+                .with_exit_code(1);
+        }
         // The supervisor's own answer (a failed reload, nothing to reload)
         // or its silence: not herd's failure.
         let code = if failure.doing.is_empty() || failure.cause == control::NO_ANSWER {
