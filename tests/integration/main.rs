@@ -12,4 +12,5 @@ mod notify;
 mod output;
 mod reload;
 mod run;
+mod stop;
 mod util;
