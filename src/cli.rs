@@ -90,6 +90,18 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "stop-deadline",
+        Some("SECS"),
+        "the whole stop takes at most SECS, then SIGKILL to all (env HERD_STOP_DEADLINE)",
+    ),
+    flag(
+        None,
+        "termination-log",
+        Some("PATH"),
+        "on exit, write why herd stopped to PATH (PID 1: /dev/termination-log)",
+    ),
+    flag(
+        None,
         "ready",
         Some("NAME=CHECK"),
         "NAME is ready when CHECK passes: tcp:[HOST:]PORT, file:PATH, notify or fd:N",
@@ -407,6 +419,11 @@ pub struct RunArgs {
     pub group_signal: bool,
     pub subreaper: bool,
     pub verbose: bool,
+    /// `--stop-deadline` (or `HERD_STOP_DEADLINE`): one budget for the
+    /// whole stop.
+    pub stop_deadline: Option<Duration>,
+    /// `--termination-log`: where herd writes why it stopped.
+    pub termination_log: Option<PathBuf>,
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failure> {
@@ -501,6 +518,8 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         group_signal: false,
         subreaper: true,
         verbose: false,
+        stop_deadline: None,
+        termination_log: None,
     };
     while let Some(arg) = parser.next().map_err(bad)? {
         let flag = match &arg {
@@ -589,6 +608,19 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                 run.start_window = seconds("start-window", &text_value(parser, &flag)?)?
             }
             Long("parallel-stop") => run.parallel_stop = true,
+            Long("stop-deadline") => {
+                run.stop_deadline = Some(seconds("stop-deadline", &text_value(parser, &flag)?)?)
+            }
+            Long("termination-log") => {
+                let path = text_value(parser, &flag)?;
+                if path.is_empty() {
+                    return Err(value_failure(
+                        "termination-log",
+                        "a path cannot be empty".into(),
+                    ));
+                }
+                run.termination_log = Some(path.into());
+            }
             Long("color") => {
                 let given = text_value(parser, &flag)?;
                 run.color = given.parse().map_err(|_| {
@@ -632,6 +664,9 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         }
     }
     check_mode(&run)?;
+    if run.stop_deadline.is_none() {
+        run.stop_deadline = stop_deadline_from_env(std::env::var_os(STOP_DEADLINE_VARIABLE))?;
+    }
     if start {
         if run.target == Target::default() {
             return Err(Failure::new(
@@ -642,6 +677,25 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         return Ok(Request::Start(Box::new(run)));
     }
     Ok(Request::Run(Box::new(run)))
+}
+
+/// The environment's `--stop-deadline`, for images and units that set it
+/// once; the flag, when given, wins.
+pub const STOP_DEADLINE_VARIABLE: &str = "HERD_STOP_DEADLINE";
+
+/// `HERD_STOP_DEADLINE`'s value: unset or empty is no deadline (as
+/// `docker run -e HERD_STOP_DEADLINE=` means), anything else is SECS.
+fn stop_deadline_from_env(value: Option<OsString>) -> Result<Option<Duration>, Failure> {
+    let Some(value) = value.filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    let text = value.to_string_lossy();
+    spec::parse_seconds(&text).map(Some).map_err(|why| {
+        Failure::new(
+            "reading arguments",
+            format!("{STOP_DEADLINE_VARIABLE}: {why}"),
+        )
+    })
 }
 
 fn set_target(target: &mut Target, flag: &str, value: String) -> Result<(), Failure> {
@@ -1172,6 +1226,52 @@ mod tests {
         ]);
         assert_eq!(run.defaults.grace, Duration::from_secs(spec::MAX_SECONDS));
         assert_eq!(run.start_window, Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn the_stop_deadline_flag_wins_over_herd_stop_deadline() {
+        let env = |text: &str| stop_deadline_from_env(Some(OsString::from(text)));
+        assert_eq!(env("9").unwrap(), Some(Duration::from_secs(9)));
+        assert_eq!(env("0.5").unwrap(), Some(Duration::from_millis(500)));
+        assert_eq!(env("").unwrap(), None, "empty is unset");
+        assert_eq!(stop_deadline_from_env(None).unwrap(), None);
+        for bad in ["-1", "nine", "inf", "NaN", "1e19", " 9"] {
+            let failure = env(bad).unwrap_err();
+            assert_eq!(failure.exit_code, 125, "{bad:?}");
+            assert!(
+                failure
+                    .to_string()
+                    .starts_with("reading arguments: HERD_STOP_DEADLINE: "),
+                "{bad:?}: {failure}"
+            );
+        }
+        let run = run_args(&["run", "--stop-deadline", "9", "-c", "a=true"]);
+        assert_eq!(run.stop_deadline, Some(Duration::from_secs(9)));
+        let run = run_args(&["run", "--stop-deadline", "0", "--", "true"]);
+        assert_eq!(
+            run.stop_deadline,
+            Some(Duration::ZERO),
+            "0: SIGKILL at once"
+        );
+        for bad in ["-3", "soon", "1e19", ""] {
+            let failure = parse_words(&["run", "--stop-deadline", bad, "--", "true"]).unwrap_err();
+            assert!(
+                failure.to_string().contains("--stop-deadline: "),
+                "{bad:?}: {failure}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_termination_log_is_a_path_and_never_an_empty_one() {
+        let run = run_args(&["run", "--termination-log", "/tmp/why", "--", "true"]);
+        assert_eq!(run.termination_log, Some(PathBuf::from("/tmp/why")));
+        assert_eq!(run_args(&["run", "--", "true"]).termination_log, None);
+        let failure = parse_words(&["run", "--termination-log", "", "--", "true"]).unwrap_err();
+        assert_eq!(
+            failure.to_string(),
+            "reading arguments: --termination-log: a path cannot be empty"
+        );
     }
 
     #[test]

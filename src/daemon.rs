@@ -427,6 +427,9 @@ pub fn detach(
     let detaching = |e: std::io::Error| Failure::io("detaching", &e);
     if let Forked::Parent = sys::fork_single_threaded().map_err(detaching)? {
         drop(report_write);
+        // Only the supervisor reads signals from a signalfd: Ctrl-C on a
+        // waiting `herd start` ends the wait, as for any command.
+        crate::sys::signal::restore_caller_mask();
         std::process::exit(wait_for_report(report_read, &lock.paths, log).into());
     }
     drop(report_read);

@@ -22,6 +22,7 @@ mod signals;
 mod spec;
 mod supervisor;
 mod sys;
+mod termination;
 mod watch;
 mod wire;
 
@@ -44,6 +45,11 @@ fn run() -> u8 {
 }
 
 fn execute(request: cli::Request) -> Result<u8, error::Failure> {
+    // Signals were blocked at start for a supervisor to read them; any
+    // other command takes them as it was started (Ctrl-C ends it).
+    if !matches!(request, cli::Request::Run(_) | cli::Request::Start(_)) {
+        sys::signal::restore_caller_mask();
+    }
     match request {
         cli::Request::Help(text) => Ok(print(&text)),
         cli::Request::Version => Ok(print(&format!("herd {}\n", env!("CARGO_PKG_VERSION")))),
@@ -53,7 +59,10 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
             let service = daemon::Service::foreground(&args.target)?;
             supervise(*args, inherited, service)
         }
-        cli::Request::Start(args) => {
+        cli::Request::Start(mut args) => {
+            if let Some(path) = &args.termination_log {
+                args.termination_log = Some(termination::absolute(path)?);
+            }
             let detach = args.detach.as_ref().expect("start has detach settings");
             let service = daemon::Service::detached(&args.target, detach)?;
             // The detached supervisor has a pid of its own, and closed
@@ -77,7 +86,18 @@ fn supervise(
     inherited: listen::Inherited,
     mut service: daemon::Service,
 ) -> Result<u8, error::Failure> {
-    let result = supervisor::run(args, inherited, &mut service);
+    let is_init = sys::process::own_pid() == 1;
+    let result = termination::TerminationLog::open(args.termination_log.as_deref(), is_init)
+        .and_then(|termination_log| {
+            let result = supervisor::run(args, inherited, &mut service);
+            if let Some(log) = termination_log {
+                log.write(&termination::reason(
+                    &result,
+                    service.stop_reason.as_deref(),
+                ));
+            }
+            result
+        });
     service.finish(&result);
     result
 }

@@ -106,9 +106,11 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
     // exists: it is herd's, and no child may get it unchanged.
     let manager_socket = std::env::var(notify::NOTIFY_SOCKET).ok();
     std::env::remove_var(notify::NOTIFY_SOCKET);
-    // Before any thread exists, so that every thread inherits the full mask
-    // and signals reach only the signalfd.
-    let caller_mask = signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
+    // Blocked since herd's first instruction (sys::entry); checked here,
+    // before any thread exists, so that every thread inherits the full
+    // mask and signals reach only the signalfd.
+    signal::block_all().map_err(|e| Failure::io("blocking signals", &e))?;
+    let caller_mask = signal::caller_mask();
     let signals =
         SignalFd::new(&SignalSet::full()).map_err(|e| Failure::io("opening a signalfd", &e))?;
     let single = args.sources.is_empty();
@@ -223,6 +225,7 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         output_linger: EXIT_LINE_WAIT,
         reload_batch: args.reload_batch,
         hup_reloads: !sockets.is_empty(),
+        stop_deadline: args.stop_deadline,
     };
     let table = Table::new(settings, units);
     let mut executor = Executor {

@@ -71,6 +71,10 @@ pub struct Settings {
     /// SIGHUP reloads every unit (herd holds sockets for them) instead of
     /// going to the processes.
     pub hup_reloads: bool,
+    /// `--stop-deadline`: how long the whole stop may take, from the stop
+    /// request until the last process is gone; what is left then gets
+    /// SIGKILL, whatever its grace.
+    pub stop_deadline: Option<Duration>,
 }
 
 /// One unit as the table is built with it.
@@ -381,6 +385,10 @@ pub struct Table {
     stop_forwarded: bool,
     /// When a datagram from a stranger was last noted.
     stranger_noted: Option<Instant>,
+    /// When the stop deadline runs out, once the whole stop has begun.
+    stop_by: Option<Instant>,
+    /// The stop deadline ran out and everything left got SIGKILL.
+    stop_deadline_passed: bool,
 }
 
 /// `now + wait`, or a time so far off that it never comes when that does
@@ -453,6 +461,8 @@ impl Table {
             reload: None,
             stop_forwarded: false,
             stranger_noted: None,
+            stop_by: None,
+            stop_deadline_passed: false,
         }
     }
 
@@ -533,6 +543,9 @@ impl Table {
             earliest(at);
         }
         if let Sweep::Running { kill_at: Some(at) } = self.sweep {
+            earliest(at);
+        }
+        if let Some(at) = self.stop_by.filter(|_| !self.stop_deadline_passed) {
             earliest(at);
         }
         due
@@ -739,6 +752,9 @@ impl Table {
     }
 
     fn advance_once(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if self.stop_by.is_some_and(|at| at <= now) && !self.stop_deadline_passed {
+            self.stop_deadline_ran_out(out);
+        }
         for unit in 0..self.units.len() {
             for index in 0..self.units[unit].instances.len() {
                 let instance = &self.units[unit].instances[index];
@@ -796,6 +812,7 @@ impl Table {
     /// it is asked (or all at once with `parallel_stop`). Pending restarts
     /// and units not started yet are cancelled.
     fn advance_stop(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        self.start_stop_deadline(now);
         let parallel = match self.settings.policy {
             Policy::Group { parallel_stop } => parallel_stop,
             Policy::Transparent { .. } => true,
@@ -876,8 +893,9 @@ impl Table {
                     signals::name(signal)
                 )));
                 out.push(Effect::SignalAll(signal));
+                let kill_at = deadline(now, grace);
                 self.sweep = Sweep::Running {
-                    kill_at: Some(deadline(now, grace)),
+                    kill_at: Some(self.stop_by.map_or(kill_at, |by| by.min(kill_at))),
                 };
             }
             Sweep::Running { kill_at: Some(at) } if at <= now => {
@@ -1325,6 +1343,63 @@ impl Table {
         }
     }
 
+    /// The whole stop has begun: the stop deadline, if there is one, runs
+    /// from now (a later stop request does not move it).
+    fn start_stop_deadline(&mut self, now: Instant) {
+        if self.stop_by.is_none() {
+            self.stop_by = self.settings.stop_deadline.map(|wait| deadline(now, wait));
+        }
+    }
+
+    /// The stop deadline has run out: every process left gets SIGKILL now,
+    /// whatever is left of its grace and whether or not its turn to stop
+    /// has come, each said in a line.
+    fn stop_deadline_ran_out(&mut self, out: &mut Vec<Effect>) {
+        self.stop_deadline_passed = true;
+        // Anything that would still be asked to stop is killed at once.
+        self.kill_everything = true;
+        let is_group = self.is_group();
+        let budget = seconds(self.settings.stop_deadline.unwrap_or_default());
+        // In stop order: the last started first.
+        for unit in self.units.iter_mut().rev() {
+            for instance in &mut unit.instances {
+                let Some(pgid) = instance.pgid else { continue };
+                if instance.killed {
+                    continue;
+                }
+                instance.killed = true;
+                match &mut instance.phase {
+                    Phase::Stopping { kill_at, .. } => *kill_at = None,
+                    phase => {
+                        if let Phase::Starting { .. } = phase {
+                            if !instance.timed_out {
+                                out.push(Effect::StopProbe(instance.id));
+                            }
+                        }
+                        *phase = Phase::Stopping {
+                            kill_at: None,
+                            requested: true,
+                        };
+                    }
+                }
+                let name = &unit.spec.name;
+                out.push(if is_group {
+                    Effect::Line(format!(
+                        "{name} still running at the stop deadline ({budget}): sending SIGKILL"
+                    ))
+                } else {
+                    Effect::Note(format!(
+                        "stop deadline ({budget}) ran out: sending SIGKILL to process group {pgid}"
+                    ))
+                });
+                out.push(Effect::Signal {
+                    to: Target::Group(instance.id),
+                    signal: libc::SIGKILL,
+                });
+            }
+        }
+    }
+
     fn on_signal(&mut self, signal: i32, now: Instant, out: &mut Vec<Effect>) {
         if signal == libc::SIGUSR1 && self.settings.reopens_log {
             out.push(Effect::ReopenLog);
@@ -1346,6 +1421,7 @@ impl Table {
     fn forward(&mut self, signal: i32, group_signal: bool, now: Instant, out: &mut Vec<Effect>) {
         if signals::is_stop_request(signal) {
             self.stop_forwarded = true;
+            self.start_stop_deadline(now);
             self.cancel_reload("herd is stopping", out);
         }
         let instances = self.units.first().map_or(0, |u| u.instances.len());
@@ -1478,6 +1554,7 @@ impl Table {
                         self.forward(signal, group_signal, now, out);
                     }
                     self.stop_forwarded = true;
+                    self.start_stop_deadline(now);
                     self.cancel_reload("herd is stopping", out);
                     let instances = self.units.first().map_or(0, |u| u.instances.len());
                     for index in 0..instances {

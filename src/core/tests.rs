@@ -34,6 +34,7 @@ fn settings(policy: Policy) -> Settings {
         output_linger: 100 * MS,
         reload_batch: 0,
         hup_reloads: false,
+        stop_deadline: None,
     }
 }
 
@@ -695,6 +696,190 @@ fn a_requested_stop_exits_with_the_first_unclean_status() {
     sim.exit("web", exited(7));
     sim.exit("db", WaitStatus::Signaled(TERM));
     assert_eq!(outcome_code(&sim), 7);
+}
+
+// --- the stop deadline -----------------------------------------------
+
+fn with_deadline(policy: Policy, secs: u64, specs: Vec<ProcessSpec>) -> Sim {
+    let mut settings = settings(policy);
+    settings.stop_deadline = Some(Duration::from_secs(secs));
+    let mut sim = Sim::new(settings, specs);
+    sim.feed(Input::Tick);
+    sim
+}
+
+fn graced(name: &str, secs: &str) -> ProcessSpec {
+    with(spec(name), "grace", Some(secs))
+}
+
+fn kills(effects: &[Effect]) -> Vec<Target> {
+    signals(effects)
+        .into_iter()
+        .filter(|(_, signal)| *signal == KILL)
+        .map(|(to, _)| to)
+        .collect()
+}
+
+#[test]
+fn at_the_stop_deadline_everything_left_gets_sigkill_each_said_once() {
+    let names = ["a", "b", "c", "d"];
+    let specs = names.iter().map(|name| graced(name, "10")).collect();
+    let mut sim = with_deadline(GROUP, 9, specs);
+    let effects = sim.signal(TERM);
+    assert_eq!(signals(&effects), [(Target::Group(4), TERM)], "d first");
+    assert_eq!(sim.table.next_deadline(), Some(sim.now + 9000 * MS));
+    assert!(signals(&sim.after(8999 * MS)).is_empty(), "not before");
+    let effects = sim.after(MS);
+    assert_eq!(
+        kills(&effects),
+        [4, 3, 2, 1].map(Target::Group),
+        "in stop order"
+    );
+    let said = names
+        .map(|name| format!("{name} still running at the stop deadline (9s): sending SIGKILL"));
+    assert_eq!(lines(&effects), said.into_iter().rev().collect::<Vec<_>>());
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), 128 + 9);
+    assert_eq!(sim.table.outcome().unwrap().reason, "stopped on request");
+    assert!(kills(&sim.log).len() == 4, "each once: {:?}", sim.log);
+}
+
+#[test]
+fn each_grace_is_cut_to_what_is_left_of_the_stop_deadline() {
+    let mut sim = with_deadline(GROUP, 5, vec![graced("db", "10"), graced("web", "3")]);
+    let effects = sim.signal(TERM);
+    assert_eq!(signals(&effects), [(Target::Group(2), TERM)]);
+    // web's own grace ends first: the deadline changes nothing for it.
+    let effects = sim.after(Duration::from_secs(3));
+    assert!(has_line(
+        &effects,
+        "web still running after 3s grace: sending SIGKILL"
+    ));
+    let effects = sim.obey(&effects);
+    assert_eq!(signals(&effects), [(Target::Group(1), TERM)], "then db");
+    // db's grace of 10 s is cut to the 2 s left.
+    assert!(signals(&sim.after(1999 * MS)).is_empty());
+    let effects = sim.after(MS);
+    assert_eq!(kills(&effects), [Target::Group(1)]);
+    assert_eq!(
+        lines(&effects),
+        ["db still running at the stop deadline (5s): sending SIGKILL"]
+    );
+}
+
+#[test]
+fn processes_that_stop_in_time_are_never_killed_by_the_deadline() {
+    let mut sim = with_deadline(GROUP, 9, vec![graced("db", "10"), graced("web", "10")]);
+    let effects = sim.signal(TERM);
+    sim.now += Duration::from_secs(4);
+    let effects = sim.obey(&effects);
+    sim.now += Duration::from_secs(4);
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), 0);
+    assert!(kills(&sim.after(Duration::from_secs(60))).is_empty());
+}
+
+#[test]
+fn the_stop_deadline_runs_from_the_first_stop_request_whatever_its_cause() {
+    // A request over the control socket starts it as a signal does.
+    let mut sim = with_deadline(GROUP, 2, vec![graced("web", "10")]);
+    sim.after(Duration::from_secs(30));
+    assert_eq!(sim.control(Command::Stop), Answer::Ok(vec![]));
+    assert!(kills(&sim.after(1999 * MS)).is_empty());
+    assert_eq!(kills(&sim.after(MS)), [Target::Group(1)]);
+    // A process that exits stops the group: the stop that follows has the
+    // same budget.
+    let mut sim = with_deadline(GROUP, 2, vec![graced("db", "10"), spec("web")]);
+    sim.exit("web", exited(3));
+    assert!(kills(&sim.after(1999 * MS)).is_empty());
+    let effects = sim.after(MS);
+    assert_eq!(kills(&effects), [Target::Group(1)]);
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), 3, "the cause's code");
+}
+
+#[test]
+fn a_stop_of_one_process_is_not_bound_by_the_stop_deadline() {
+    let mut sim = with_deadline(GROUP, 1, vec![graced("web", "5")]);
+    sim.control(Command::Restart("web".into()));
+    assert!(kills(&sim.after(Duration::from_secs(4))).is_empty());
+    assert_eq!(
+        kills(&sim.after(Duration::from_secs(1))),
+        [Target::Group(1)]
+    );
+}
+
+#[test]
+fn a_stop_already_under_way_is_cut_at_the_stop_deadline() {
+    let mut sim = with_deadline(GROUP, 1, vec![graced("web", "30")]);
+    sim.control(Command::Restart("web".into()));
+    sim.signal(TERM);
+    assert_eq!(
+        kills(&sim.after(Duration::from_secs(1))),
+        [Target::Group(1)]
+    );
+}
+
+#[test]
+fn a_second_stop_request_does_not_move_the_stop_deadline() {
+    let policy = Policy::Transparent {
+        group_signal: false,
+    };
+    let mut sim = with_deadline(policy, 3, vec![graced("./server", "10")]);
+    sim.signal(TERM);
+    sim.now += Duration::from_secs(2);
+    sim.signal(TERM);
+    let effects = sim.after(Duration::from_secs(1));
+    assert_eq!(kills(&effects), [Target::Group(1)]);
+    let notes: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Note(n) if n.contains("stop deadline (3s) ran out")))
+        .collect();
+    assert_eq!(
+        notes.len(),
+        1,
+        "a single command says it with -v: {effects:?}"
+    );
+    assert!(lines(&effects).is_empty(), "and is otherwise silent");
+    let effects = sim.exit("./server", WaitStatus::Signaled(KILL));
+    assert!(signals(&effects).is_empty());
+    assert_eq!(outcome_code(&sim), 137);
+}
+
+#[test]
+fn a_stop_deadline_of_zero_kills_at_once() {
+    let mut sim = with_deadline(GROUP, 0, vec![spec("db"), spec("web")]);
+    let effects = sim.signal(TERM);
+    assert_eq!(kills(&effects), [2, 1].map(Target::Group));
+    assert_eq!(
+        sim.table.next_deadline(),
+        None,
+        "{:?}",
+        sim.table.status(sim.now)
+    );
+}
+
+#[test]
+fn as_pid_1_the_sweep_ends_at_the_stop_deadline_too() {
+    let mut settings = settings(Policy::Transparent {
+        group_signal: false,
+    });
+    settings.sweep = Some((TERM, Duration::from_secs(10)));
+    settings.stop_deadline = Some(Duration::from_secs(3));
+    let mut sim = Sim::new(settings, vec![spec("./server")]);
+    sim.feed(Input::Tick);
+    sim.signal(TERM);
+    sim.now += Duration::from_secs(1);
+    let effects = sim.exit("./server", WaitStatus::Signaled(TERM));
+    assert!(effects.contains(&Effect::SignalAll(TERM)));
+    assert!(!sim.after(1999 * MS).contains(&Effect::SignalAll(KILL)));
+    assert!(sim.after(MS).contains(&Effect::SignalAll(KILL)));
+}
+
+#[test]
+fn without_a_stop_the_stop_deadline_is_no_deadline() {
+    let sim = with_deadline(GROUP, 1, vec![spec("web")]);
+    assert_eq!(sim.table.next_deadline(), None);
 }
 
 // --- spawn failures ----------------------------------------------------

@@ -7,6 +7,10 @@
 //! own work. herd keeps the two parts it relies on (fds 0-2 are open, SIGPIPE
 //! is ignored) and does them here. A stack overflow is then a plain SIGSEGV
 //! rather than a message.
+//!
+//! Before either, every signal is blocked: a TERM sent the moment herd was
+//! exec'd (a container stopped as it starts) must wait for the supervisor's
+//! signalfd and reach the child, not kill herd with its default action.
 
 use std::ffi::{c_char, c_int};
 
@@ -15,6 +19,7 @@ use std::ffi::{c_char, c_int};
 // the arguments it was started with (std reads them on its own from glibc).
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    super::signal::block_all_at_start();
     open_missing_standard_fds();
     ignore_sigpipe();
     c_int::from(crate::run())

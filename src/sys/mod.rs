@@ -1,7 +1,8 @@
 //! The only place with `unsafe`: thin safe wrappers over libc.
 //!
 //! Each wrapper turns `-1`/errno into `io::Error`, retries EINTR where the call
-//! is restartable, and says in its name what it does. Nothing here keeps state.
+//! is restartable, and says in its name what it does. Nothing here keeps state
+//! but the signal mask herd was started with, which only the entry point sets.
 
 pub mod daemon;
 pub mod datagram;

@@ -34,6 +34,10 @@ const LISTEN_VARIABLES: [&str; 3] = ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID
 /// Room for the digits of any pid (pid_t is 32 bits).
 const PID_DIGITS: usize = 10;
 
+/// The kernel's `sigset_t`, 64 signals, for `rt_sigaction(2)` (every Linux
+/// architecture but MIPS).
+const KERNEL_SIGSET_BYTES: libc::size_t = 8;
+
 /// Starts `argv[0]` (searched in PATH) with `argv` and herd's environment, in
 /// a new process group of its own, with every signal at its default action
 /// and `setup.mask` as its mask.
@@ -262,8 +266,19 @@ unsafe fn exec_child(plan: &ForkPlan) -> ! {
     libc::setpgid(0, 0);
     let mut signal = 1;
     while signal <= plan.highest_signal {
-        // SIGKILL and SIGSTOP (and glibc's reserved 32, 33) refuse; that is fine.
-        libc::sigaction(signal, &plan.default_action, ptr::null_mut());
+        // The system call, not glibc's sigaction, which refuses the signals
+        // glibc reserves (32, 33): a caller may have those ignored (glibc's
+        // own posix_spawn leaves them so), and an ignored signal stays
+        // ignored across exec. The zeroed action is SIG_DFL, no flags, an
+        // empty mask in the kernel's layout too. SIGKILL and SIGSTOP refuse;
+        // that is fine.
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &plan.default_action,
+            ptr::null_mut::<libc::sigaction>(),
+            KERNEL_SIGSET_BYTES,
+        );
         signal += 1;
     }
     // Every signal is still blocked (herd's mask), so SIGTTOU cannot stop

@@ -1,5 +1,6 @@
 //! Signal masks, dispositions, and the synchronous wait for a signal.
 
+use std::sync::OnceLock;
 use std::{io, mem::MaybeUninit};
 
 /// A set of signals (`sigset_t`).
@@ -19,7 +20,6 @@ impl SignalSet {
     }
 
     /// No signal.
-    #[cfg(test)]
     pub fn empty() -> SignalSet {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: sigemptyset initialises the whole set it is given.
@@ -66,4 +66,36 @@ pub fn block_all() -> io::Result<SignalSet> {
     }
     // SAFETY: pthread_sigmask returned 0, so `old` was written.
     Ok(SignalSet(unsafe { old.assume_init() }))
+}
+
+/// The mask herd was started with, kept by `block_all_at_start`.
+static STARTED_WITH: OnceLock<SignalSet> = OnceLock::new();
+
+/// Blocks every signal before anything else runs, so that a signal sent to
+/// a herd that has only just been exec'd waits for the supervisor (which
+/// reads it from a signalfd and forwards it) instead of killing herd.
+/// Remembers the mask herd was started with, for `caller_mask`.
+#[cfg_attr(test, allow(dead_code))]
+pub fn block_all_at_start() {
+    // It cannot fail with a valid set; if it did, herd would run as it
+    // was started, with the early window open.
+    if let Ok(old) = block_all() {
+        let _ = STARTED_WITH.set(old);
+    }
+}
+
+/// The mask herd was started with, which its children get back: herd's own
+/// blocking is none of theirs.
+pub fn caller_mask() -> SignalSet {
+    STARTED_WITH.get().copied().unwrap_or_else(SignalSet::empty)
+}
+
+/// Gives the calling thread the mask herd was started with again, for the
+/// commands that are no supervisor: their signals (Ctrl-C, TERM) act as
+/// they would on any program, and one that came early is delivered now.
+pub fn restore_caller_mask() {
+    let mask = caller_mask();
+    // SAFETY: `mask` is a valid, initialised sigset_t; the old mask is not
+    // asked for. It cannot fail with a valid `how`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut()) };
 }

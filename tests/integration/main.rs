@@ -13,4 +13,5 @@ mod output;
 mod reload;
 mod rootless;
 mod run;
+mod stop;
 mod util;
