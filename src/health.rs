@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 
 /// The longest request read: its request line and headers. A probe sends
 /// a few dozen bytes (the kubelet about 150); a longer one is refused.
-pub const MAX_REQUEST: usize = 1024;
+const MAX_REQUEST: usize = 1024;
 
 /// How long a connection may stay open, from accept to answer.
-pub const CONNECTION_TIME: Duration = Duration::from_secs(2);
+const CONNECTION_TIME: Duration = Duration::from_secs(2);
 
 /// How long `/live` waits for the loop to take its ping.
-pub const LIVE_PATIENCE: Duration = Duration::from_secs(1);
+const LIVE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Connections served at once; each new one beyond takes the place of
 /// the oldest, so that slow clients cannot lock a probe out.
-pub const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: usize = 64;
 
 /// How long accepting waits after running out of fds or memory: the
 /// pending connection stays, and so would the failure.
@@ -285,9 +285,12 @@ impl Responder {
             self.answer_live(now);
             self.expire(now);
             let timeout = self.next_due().map(|at| at.saturating_duration_since(now));
+            if self.accept_paused_until.is_some_and(|at| at <= now) {
+                self.accept_paused_until = None;
+            }
+            let accepting = self.accept_paused_until.is_none();
             // The wake-up first, the listener last, the connections that
             // are still sending their request in between.
-            let accepting = self.accept_paused_until.is_none_or(|at| at <= now);
             let reading: Vec<usize> = (0..self.connections.len())
                 .filter(|&i| self.connections.get(i).is_some_and(|c| c.live.is_none()))
                 .collect();
@@ -314,8 +317,8 @@ impl Responder {
             if readable.first() == Some(&true) {
                 self.published.wake.clear();
             }
-            // From the last, so that closing one leaves the indices of the
-            // others as they were.
+            // From the last: closing one moves a later one into its place,
+            // never one of those still to read.
             for (at, &index) in reading.iter().enumerate().rev() {
                 if readable.get(at.saturating_add(1)) == Some(&true) {
                     self.read(index);
@@ -323,9 +326,6 @@ impl Responder {
             }
             if accepting && readable.last() == Some(&true) {
                 self.accept();
-            }
-            if !accepting {
-                self.accept_paused_until = None;
             }
         }
     }

@@ -193,6 +193,40 @@ fn ready_and_http_probes_follow_a_group_through_start_ready_and_stop() {
 }
 
 #[test]
+fn the_old_generation_serving_during_a_reload_keeps_the_probes_ready() {
+    let dir = TempDir::new("health-reload-paths");
+    let first = dir.join("first-done").display().to_string();
+    let go = dir.join("go").display().to_string();
+    let web = format!(
+        "web=if [ -e {first} ]; then echo generation 2 waits; until [ -e {go} ]; do sleep 0.01; done; \
+         else touch {first}; fi; {herd} notify --ready; exec sleep 1000",
+        herd = herd_path()
+    );
+    let mut probed = Probed::run("reload", &["-c", &web, "--ready", "web=notify"]);
+    probed.herd.expect_line("web is ready");
+    wait_until(
+        "herd status --ready to pass",
+        || probed.status("--ready") == 0,
+        || probed.herd.story(),
+    );
+    let reload = Running::start(
+        herd()
+            .args(["reload", "--state-dir"])
+            .arg(probed.dir.join("g")),
+    );
+    probed.herd.expect_line("generation 2 waits");
+    probed.expect_probes(true, true, "generation 1 serves while 2 starts");
+    fs::write(&go, "").unwrap();
+    probed.herd.expect_line("generation 2 is serving");
+    let outcome = reload.finish();
+    outcome.check(outcome.code() == 0, "the reload succeeded");
+    probed.expect_probes(true, true, "generation 2 serves");
+    probed.herd.signal("TERM");
+    let outcome = probed.herd.finish();
+    outcome.check(outcome.code() == 0, "a requested stop exits 0");
+}
+
+#[test]
 fn a_single_command_is_ready_while_it_runs_and_gets_no_health_fd() {
     let mut probed = Probed::run(
         "single",
@@ -318,8 +352,9 @@ fn long_garbage_and_silent_requests_are_refused_or_cut_off_in_time() {
         asked.elapsed()
     );
     let held = open_fd_count(probed.herd.pid());
+    // 64, and a 65th for the moment it takes one's place.
     assert!(
-        held <= before + 64,
+        held <= before + 65,
         "herd held {held} fds with 300 silent clients, {before} before"
     );
     drop(silent);
