@@ -53,37 +53,13 @@ HERD=${HERD:-}          # default: this tree's release build, made below
 SUP_PID=
 HELPER=
 
-# The supervisor's pid, from its pid file while there is one, else as read
-# at start; empty unless that process is still this herd binary.
-supervisor_pid() {
-    local pid=$SUP_PID
-    if [[ -s $STATE/pid ]]; then pid=$(<"$STATE/pid"); fi
-    [[ $pid =~ ^[0-9]+$ ]] || return 0
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$HERD" ]] && echo "$pid"
-    return 0
-}
-
 cleanup() {
-    local status=$? pid kids i
+    local status=$?
     trap - EXIT INT TERM
     if [[ -n $HELPER ]] && kill -TERM "$HELPER" 2>/dev/null; then
         wait "$HELPER" 2>/dev/null || true
     fi
-    pid=$(supervisor_pid)
-    if [[ -n $pid ]]; then
-        log "stopping the supervisor (pid $pid) ..."
-        kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)
-        kill -TERM "$pid" 2>/dev/null || true    # it stops its group, then exits
-        for ((i = 0; i < 100; i++)); do
-            [[ -n $(supervisor_pid) ]] || break
-            sleep 0.1
-        done
-        if [[ -n $(supervisor_pid) ]]; then
-            kill -KILL "$pid" 2>/dev/null || true
-            # shellcheck disable=SC2086 # a list of pids
-            [[ -z $kids ]] || kill -KILL $kids 2>/dev/null || true
-        fi
-    fi
+    stop_supervisor "$STATE" "$SUP_PID" "$HERD"
     rm -rf "$TMP"
     exit "$status"
 }
@@ -110,7 +86,7 @@ log "starting a group in $STATE ..."
 taskset -c "$SUPERVISOR_CPU" "$HERD" start --state-dir "$STATE" -c s='exec sleep 1000' \
     </dev/null >/dev/null
 SUP_PID=$(<"$STATE/pid")
-[[ -n $(supervisor_pid) ]] || { log "no supervisor behind $STATE/pid"; exit 1; }
+[[ -n $(supervisor_of "$STATE" "$SUP_PID" "$HERD") ]] || { log "no supervisor behind $STATE/pid"; exit 1; }
 shown=$("$HERD" status --state-dir "$STATE")
 running=$'\n''s +running '
 [[ $shown =~ $running ]] || { log "herd status does not show s running: $shown"; exit 1; }

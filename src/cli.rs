@@ -174,6 +174,12 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "health",
+        Some("tcp:HOST:PORT"),
+        "answer HTTP GET /ready and /live there (tcp:PORT: every address)",
+    ),
+    flag(
+        None,
         "color",
         Some("WHEN"),
         "colour the name prefixes: auto (default), always, never",
@@ -286,6 +292,18 @@ pub const CLIENT_FLAGS: &[Flag] = &[
     flag(None, "json", None, "status: print JSON"),
     flag(
         None,
+        "ready",
+        None,
+        "status: print nothing, exit 0 if every process is ready, else 1",
+    ),
+    flag(
+        None,
+        "live",
+        None,
+        "status: print nothing, exit 0 if the supervisor answers, else 1",
+    ),
+    flag(
+        None,
         "timeout",
         Some("SECS"),
         "stop: how long to wait for the supervisor to exit (default 60); status: for its answer (default 5)",
@@ -362,6 +380,20 @@ pub enum Action {
         process: Option<String>,
         timeout: Option<Duration>,
     },
+    /// `status --ready` or `--live`: an exit code and nothing else.
+    Probe {
+        check: Probe,
+        timeout: Duration,
+    },
+}
+
+/// What `status --ready` or `--live` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Every process is ready (which needs the supervisor to answer).
+    Ready,
+    /// The supervisor loop answers.
+    Live,
 }
 
 #[derive(Debug, PartialEq)]
@@ -409,6 +441,8 @@ pub struct RunArgs {
     pub watch: Vec<PathBuf>,
     /// `--listen`, in order: the sockets herd holds for its children.
     pub listen: Vec<crate::listen::Listen>,
+    /// `--health`: where the HTTP probe responder listens.
+    pub health: Option<crate::listen::Listen>,
     pub color: ColorChoice,
     pub timestamps: bool,
     pub stdin_process: Option<String>,
@@ -504,6 +538,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         reload_batch: 0,
         watch: Vec::new(),
         listen: Vec::new(),
+        health: None,
         color: ColorChoice::Auto,
         timestamps: false,
         stdin_process: None,
@@ -577,6 +612,15 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                 let listen =
                     crate::listen::parse(&given).map_err(|why| value_failure("listen", why))?;
                 run.listen.push(listen);
+            }
+            Long("health") => {
+                let given = text_value(parser, &flag)?;
+                if run.health.is_some() {
+                    return Err(value_failure("health", "is given twice".to_string()));
+                }
+                let address =
+                    crate::health::parse(&given).map_err(|why| value_failure("health", why))?;
+                run.health = Some(address);
             }
             Long("sockets") => {
                 let given = text_value(parser, &flag)?;
@@ -755,6 +799,7 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
     let bad = |e: lexopt::Error| usage_failure(&verb, e);
     let mut target = Target::default();
     let mut json = false;
+    let mut probe = None;
     let mut timeout = None;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(bad)? {
@@ -768,6 +813,11 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
                 set_target(&mut target, &flag, value)?;
             }
             Long("json") if command == "status" => json = true,
+            Long("ready") if command == "status" => probe = Some(Probe::Ready),
+            // --ready asks the supervisor too: with it, --live adds nothing.
+            Long("live") if command == "status" => {
+                probe = probe.or(Some(Probe::Live));
+            }
             Long("timeout") if matches!(command, "stop" | "status" | "reload") => {
                 timeout = Some(
                     spec::parse_seconds(&text_value(parser, &flag)?)
@@ -797,11 +847,20 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
     };
     let mut words = words.into_iter();
     let mut word = || words.next();
+    if json && probe.is_some() {
+        return Err(Failure::new(
+            "reading arguments",
+            "status --ready and --live print nothing: --json does not go with them",
+        ));
+    }
     let action = match command {
-        "status" => Action::Status {
-            json,
-            timeout: timeout.unwrap_or(Duration::from_secs(5)),
-        },
+        "status" => {
+            let timeout = timeout.unwrap_or(Duration::from_secs(5));
+            match probe {
+                Some(check) => Action::Probe { check, timeout },
+                None => Action::Status { json, timeout },
+            }
+        }
         "stop" => Action::Stop {
             timeout: timeout.unwrap_or(Duration::from_secs(60)),
             process: word(),
@@ -934,6 +993,7 @@ fn main_help() -> String {
          \x20      herd run [OPTIONS] -c NAME=SHELLCMD... | -f PROCFILE\n\
          \x20      herd start --name NAME [OPTIONS] (-- CMD | -c ... | -f ...)\n\
          \x20      herd status|stop|reload --name NAME\n\
+         \x20      herd status --ready|--live --name NAME\n\
          \x20      herd start|stop|restart NAME --name GROUP\n\
          \x20      herd signal PROCESS SIG | send PROCESS TEXT|- --name GROUP\n\
          \x20      herd notify [--ready] [--status TEXT] [--stopping] [--reloading]\n\
@@ -982,7 +1042,7 @@ fn run_help(start: bool) -> String {
 
 fn client_help() -> String {
     format!(
-        "Usage: herd status [--json] [--timeout SECS] TARGET\n\
+        "Usage: herd status [--json | --ready | --live] [--timeout SECS] TARGET\n\
          \x20      herd stop [--timeout SECS] [PROCESS] TARGET\n\
          \x20      herd start PROCESS TARGET\n\
          \x20      herd restart PROCESS TARGET\n\
@@ -992,7 +1052,8 @@ fn client_help() -> String {
          TARGET is --name NAME, --state-dir DIR or --pidfile PATH.\n\n\
          Options:\n{}\n\
          Exit status: 0 done; 125 failed or no herd running there;\n\
-         status: 0 running, 3 not running, 4 unknown.\n",
+         status: 0 running, 3 not running, 4 unknown;\n\
+         status --ready, --live: 0 ready (live), 1 not, or no herd running there.\n",
         options_text(CLIENT_FLAGS)
     )
 }
@@ -1335,6 +1396,7 @@ mod tests {
             "NAME=CHECK" => "p=tcp:80",
             "[NAME=]ADDR" => "http=tcp:127.0.0.1:0",
             "NAME=SOCKETS" => "p=",
+            "tcp:HOST:PORT" => "tcp:127.0.0.1:8086",
             "NAME" => "p",
             "N" => "5",
             "NAME=N[,NAME=N...]" => "p=2",
@@ -1358,6 +1420,61 @@ mod tests {
                 assert!(man.contains(&short), "man/herd.1 lacks {short}");
             }
         }
+    }
+
+    #[test]
+    fn status_ready_and_live_are_probes_that_print_nothing() {
+        let action = |words: &[&str]| match parse_words(words) {
+            Ok(Request::Client(args)) => args.action,
+            other => panic!("{words:?} gave {other:?}"),
+        };
+        let five = Duration::from_secs(5);
+        for (words, check) in [
+            (&["status", "--ready", "--name", "g"][..], Probe::Ready),
+            (&["status", "--live", "--name", "g"], Probe::Live),
+            (
+                &["status", "--live", "--ready", "--name", "g"],
+                Probe::Ready,
+            ),
+            (
+                &["status", "--ready", "--live", "--name", "g"],
+                Probe::Ready,
+            ),
+        ] {
+            let timeout = five;
+            assert_eq!(action(words), Action::Probe { check, timeout }, "{words:?}");
+        }
+        let quick = action(&["status", "--ready", "--timeout", "0.5", "--name", "g"]);
+        let timeout = Duration::from_millis(500);
+        assert_eq!(
+            quick,
+            Action::Probe {
+                check: Probe::Ready,
+                timeout
+            }
+        );
+        let failure = parse_words(&["status", "--ready", "--json", "--name", "g"]).unwrap_err();
+        assert!(failure.cause.contains("--json does not go"), "{failure}");
+        for not_status in ["stop", "reload"] {
+            let failure = parse_words(&[not_status, "--ready", "--name", "g"]).unwrap_err();
+            assert_eq!(failure.exit_code, 125, "{not_status}");
+        }
+    }
+
+    #[test]
+    fn health_takes_one_tcp_address_naming_the_flag() {
+        let run = run_args(&["run", "--health", "tcp:127.0.0.1:8086", "--", "true"]);
+        assert_eq!(
+            run.health.map(|h| h.text).as_deref(),
+            Some("tcp:127.0.0.1:8086")
+        );
+        let message = |words: &[&str]| parse_words(words).unwrap_err().to_string();
+        let twice = [
+            "run", "--health", "tcp:1", "--health", "tcp:2", "--", "true",
+        ];
+        assert!(message(&twice).contains("--health: is given twice"));
+        let unix = message(&["run", "--health", "unix:/x", "--", "true"]);
+        assert!(unix.starts_with("reading arguments: --health: "), "{unix}");
     }
 
     #[test]

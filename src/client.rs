@@ -1,7 +1,7 @@
 //! The commands that talk to a running herd: status, stop, start NAME,
 //! restart, signal, send and reload.
 
-use crate::cli::{Action, ClientArgs};
+use crate::cli::{Action, ClientArgs, Probe};
 use crate::control::{self, Client};
 use crate::daemon::{self, Liveness, StatePaths};
 use crate::error::Failure;
@@ -65,7 +65,25 @@ pub fn run(args: ClientArgs) -> Result<u8, Failure> {
                 .map_err(|failure| in_time(failure, SEND_PATIENCE))
         }
         Action::Reload { process, timeout } => reload(&paths, process.as_deref(), timeout),
+        Action::Probe { check, timeout } => Ok(probe(&paths, check, timeout)),
     }
+}
+
+/// `status --ready` or `--live`: 0 when the supervisor answers within
+/// `timeout` (and, for `--ready`, says every process is ready), else 1.
+/// Quiet, for exec probes and Docker's HEALTHCHECK, which only look at the
+/// code: a herd that is not running is not ready either.
+fn probe(paths: &StatePaths, check: Probe, timeout: Duration) -> u8 {
+    let answer = Client::connect(paths, timeout).and_then(|client| match client {
+        Some(mut client) => client.request(&[("command", "status")]).map(Some),
+        None => Ok(None),
+    });
+    let passed = match (answer, check) {
+        (Ok(Some(_)), Probe::Live) => true,
+        (Ok(Some(fields)), Probe::Ready) => wire::field(&fields, "ready") == Some("yes"),
+        _ => false,
+    };
+    u8::from(!passed)
 }
 
 /// One request that the supervisor answers at once.

@@ -137,6 +137,24 @@ fn parse_port(port: &str) -> Result<u16, String> {
     }
 }
 
+/// A TCP listener on `port` at every address: IPv6 and IPv4 (`[::]`
+/// dual-stack), or every IPv4 address where the system has no IPv6.
+pub fn listen_tcp_any_host(port: u16) -> std::io::Result<OwnedFd> {
+    let any = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0));
+    match socket::listen_tcp(any, true) {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+            ) =>
+        {
+            let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+            socket::listen_tcp(any, false)
+        }
+        other => other,
+    }
+}
+
 /// Sockets herd was started with by systemd (`LISTEN_FDS`, with
 /// `LISTEN_PID` herd's pid), taken before herd opens any fd of its own.
 #[derive(Debug, Default)]
@@ -233,21 +251,7 @@ impl Sockets {
         let failed = |e: std::io::Error| Failure::io(&doing, &e);
         match &listen.address {
             Address::Tcp(address) => socket::listen_tcp(*address, false).map_err(failed),
-            Address::TcpAnyHost(port) => {
-                let any = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, *port, 0, 0));
-                match socket::listen_tcp(any, true) {
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
-                        ) =>
-                    {
-                        let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, *port));
-                        socket::listen_tcp(any, false).map_err(failed)
-                    }
-                    other => other.map_err(failed),
-                }
-            }
+            Address::TcpAnyHost(port) => listen_tcp_any_host(*port).map_err(failed),
             Address::Unix(path) => {
                 match socket::unix_path_state(path).map_err(failed)? {
                     UnixPath::Free => {}

@@ -11,6 +11,7 @@ mod core;
 mod daemon;
 mod error;
 mod formation;
+mod health;
 mod listen;
 mod load;
 mod log;

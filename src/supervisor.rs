@@ -52,6 +52,8 @@ pub enum Event {
     },
     /// A datagram on herd's notify socket was ignored, for `-v`.
     NotifyIgnored(String),
+    /// The `--health` responder's ping number N: the loop answers it.
+    Alive(u64),
 }
 
 /// What a ready probe found.
@@ -81,6 +83,18 @@ impl Inbox {
         self.queue.send(event).map_err(|_| Closed)?;
         self.wake.wake();
         Ok(())
+    }
+
+    /// As `send`, but never waits: `Ok(false)` when the queue is full.
+    pub fn try_send(&self, event: Event) -> Result<bool, Closed> {
+        match self.queue.try_send(event) {
+            Ok(()) => {
+                self.wake.wake();
+                Ok(true)
+            }
+            Err(mpsc::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(Closed),
+        }
     }
 }
 
@@ -150,6 +164,10 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
     if let Some(paths) = service.paths() {
         control::serve(paths, inbox.clone())?;
     }
+    let health = match &args.health {
+        Some(address) => Some(crate::health::serve(address, inbox.clone())?),
+        None => None,
+    };
     crate::watch::start(&args.watch, inbox.clone())?;
     // A group's processes may tell herd they are ready, their status, their
     // heartbeat; a single command is herd's whole job and says it by running.
@@ -250,6 +268,7 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         took_terminal: false,
         next_group_poll: None,
         upward,
+        health,
     };
     let result = executor.run(&signals, &events);
     executor.output.drain(output::OUTPUT_DRAIN);
@@ -391,6 +410,8 @@ struct Executor<'a> {
     next_group_poll: Option<Instant>,
     /// The manager that started herd with `NOTIFY_SOCKET`, told how herd is.
     upward: Option<Upward>,
+    /// What the `--health` responder answers from.
+    health: Option<Arc<crate::health::Published>>,
 }
 
 impl Executor<'_> {
@@ -465,7 +486,13 @@ impl Executor<'_> {
     fn handle(&mut self, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
-            for effect in self.table.step(input, Instant::now()) {
+            let effects = self.table.step(input, Instant::now());
+            // Before the effects, among them a status reply: `/ready` and
+            // `herd status --ready` never disagree.
+            if let Some(health) = &self.health {
+                health.set_ready(self.table.is_ready());
+            }
+            for effect in effects {
                 self.perform(effect, &mut inputs);
             }
         }
@@ -490,6 +517,11 @@ impl Executor<'_> {
             Event::Reload => self.handle(Input::Reload),
             Event::Notify { pid, pgid, notice } => self.handle(Input::Notify { pid, pgid, notice }),
             Event::NotifyIgnored(why) => self.note(&why),
+            Event::Alive(number) => {
+                if let Some(health) = &self.health {
+                    health.answer(number);
+                }
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 //! passes after its deadline) is a short unit test in `tests.rs`.
 
 mod notify;
+mod ready;
 mod reload;
 mod restart;
 #[cfg(test)]
@@ -1533,7 +1534,12 @@ impl Table {
         out: &mut Vec<Effect>,
     ) -> Option<Answer> {
         match command {
-            Command::Status => Some(Answer::Ok(crate::control::status_fields(&self.status(now)))),
+            Command::Status => {
+                let mut fields = crate::control::status_fields(&self.status(now));
+                let ready = if self.is_ready() { "yes" } else { "no" };
+                fields.push(("ready".to_string(), ready.to_string()));
+                Some(Answer::Ok(fields))
+            }
             Command::Reload(name) => {
                 self.on_reload(Some(client), name.as_deref(), now, out);
                 None

@@ -2125,3 +2125,139 @@ fn every_instance_has_its_own_row_and_restart_policy() {
         .collect();
     assert_eq!(rows, ["web.1", "web.2"]);
 }
+
+// --- readiness of the whole group ---------------------------------------
+
+impl Sim {
+    /// What a status reply says in its `ready=` field.
+    fn ready_field(&mut self) -> String {
+        match self.control(Command::Status) {
+            Answer::Ok(fields) => crate::wire::field(&fields, "ready")
+                .expect("a status reply says ready=")
+                .to_string(),
+            other => panic!("status was refused: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_group_is_ready_once_every_unit_is_started_and_has_passed_its_check() {
+    let db = with(spec("db"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![db, spec("web")]);
+    assert!(!sim.table.is_ready(), "db is starting, web waiting");
+    assert_eq!(sim.ready_field(), "no");
+    sim.feed(Input::Ready(sim.id("db")));
+    assert_eq!(sim.state("web"), "running");
+    assert!(sim.table.is_ready());
+    assert_eq!(sim.ready_field(), "yes");
+}
+
+#[test]
+fn a_stop_makes_the_group_unready_at_once_and_it_stays_so() {
+    let mut sim = Sim::group(vec![spec("db"), spec("web")]);
+    assert!(sim.table.is_ready());
+    let effects = sim.signal(TERM);
+    assert!(!sim.table.is_ready(), "db still runs, but the group stops");
+    sim.obey(&effects);
+    assert!(!sim.table.is_ready());
+}
+
+#[test]
+fn a_oneshot_that_exited_0_counts_as_ready() {
+    let migrate = with(spec("migrate"), "oneshot", None);
+    let mut sim = Sim::group(vec![migrate, spec("web")]);
+    sim.exit("migrate", exited(0));
+    assert_eq!(sim.state("migrate"), "exited");
+    assert!(sim.table.is_ready());
+}
+
+#[test]
+fn a_unit_between_runs_is_not_ready_and_is_again_once_restarted() {
+    let web = with(spec("web"), "restart", Some("always"));
+    let mut sim = Sim::group(vec![web, spec("db")]);
+    sim.exit("web", exited(1));
+    assert_eq!(sim.state("web"), "backoff");
+    assert!(!sim.table.is_ready());
+    sim.after(100 * MS);
+    assert_eq!(sim.state("web"), "running");
+    assert!(sim.table.is_ready());
+    let before = sim.id("web");
+    sim.control(Command::Restart("web".into()));
+    assert!(
+        !sim.table.is_ready(),
+        "herd restart: stopping to start again"
+    );
+    sim.terminated(before);
+    assert!(sim.table.is_ready());
+}
+
+#[test]
+fn a_unit_stopped_by_request_is_not_ready() {
+    let mut sim = Sim::group(vec![spec("web"), spec("worker")]);
+    sim.control(Command::StopProcess("web".into()));
+    sim.terminated(1);
+    assert_eq!(sim.state("web"), "stopped");
+    assert!(!sim.table.is_ready());
+    sim.control(Command::StartProcess("web".into()));
+    assert!(sim.table.is_ready());
+}
+
+#[test]
+fn the_old_generation_serving_during_a_reload_keeps_the_group_ready() {
+    let (mut sim, first) = serving_web();
+    assert!(sim.table.is_ready());
+    sim.reload(Some("web"));
+    let second = sim.id("web");
+    assert_ne!(second, first);
+    assert!(sim.table.is_ready(), "generation 1 serves while 2 starts");
+    sim.feed(Input::Ready(second));
+    assert!(sim.table.is_ready(), "generation 2 serves, 1 drains");
+    sim.terminated(first);
+    assert!(sim.table.is_ready());
+}
+
+#[test]
+fn a_failed_reload_leaves_the_group_ready_but_a_lost_serving_generation_does_not() {
+    let (mut sim, first) = serving_web();
+    sim.reload(Some("web"));
+    let second = sim.id("web");
+    sim.exit_instance(second, exited(1));
+    assert!(sim.table.is_ready(), "generation 1 goes on serving");
+    sim.reload(Some("web"));
+    sim.exit_instance(first, exited(1));
+    assert!(
+        !sim.table.is_ready(),
+        "only a generation that is not ready yet is left"
+    );
+}
+
+#[test]
+fn a_process_that_said_stopping_is_not_ready_and_one_reloading_still_is() {
+    let mut sim = Sim::group(vec![spec("web")]);
+    let pid = sim.pid("web");
+    let notice = |reloading, stopping| Input::Notify {
+        pid,
+        pgid: Some(pid),
+        notice: Notice {
+            reloading,
+            stopping,
+            ..Notice::default()
+        },
+    };
+    sim.feed(notice(true, false));
+    assert_eq!(sim.state("web"), "reloading");
+    assert!(sim.table.is_ready());
+    sim.feed(notice(false, true));
+    assert!(!sim.table.is_ready());
+}
+
+#[test]
+fn a_single_command_is_ready_while_it_runs_and_not_once_asked_to_stop() {
+    let mut sim = Sim::single(false);
+    assert!(sim.table.is_ready());
+    assert_eq!(sim.ready_field(), "yes");
+    sim.signal(TERM);
+    assert!(!sim.table.is_ready());
+    sim.exit("./server", WaitStatus::Signaled(TERM));
+    assert!(!sim.table.is_ready());
+}

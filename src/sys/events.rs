@@ -3,7 +3,7 @@
 
 use super::signal::SignalSet;
 use super::{check, retry_eintr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 use std::{io, mem};
 
@@ -76,7 +76,7 @@ impl WakeFd {
     }
 
     /// Takes the wake-ups waiting, so that the next poll waits again.
-    fn clear(&self) {
+    pub fn clear(&self) {
         let mut count: u64 = 0;
         // SAFETY: reads 8 bytes into `count`; EAGAIN means there were none.
         let _ = retry_eintr(|| {
@@ -88,6 +88,13 @@ impl WakeFd {
                 )
             })
         });
+    }
+}
+
+/// For a thread other than the loop that waits on its own wake-ups.
+impl AsFd for WakeFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 

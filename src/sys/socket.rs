@@ -1,14 +1,16 @@
 //! Listening sockets herd holds for its children: binding TCP and unix
-//! stream listeners, and taking over the fds systemd passed to herd.
+//! stream listeners, taking over the fds systemd passed to herd, and
+//! waiting on many sockets at once.
 
 use super::check;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::time::Duration;
 
 /// The listen queue herd asks for; the kernel caps it at
 /// /proc/sys/net/core/somaxconn (4096 since Linux 5.4).
@@ -148,6 +150,34 @@ pub fn adopt_inherited(fd: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: the fd is open (F_GETFD succeeded); it was passed to herd for
     // herd to own, and nothing else in herd has claimed fds above stdio yet.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits until one of `fds` can be read from (data, end of file or an
+/// error, which the read reports), for at most `timeout` (`None`: however
+/// long it takes), rounded up to a millisecond; says which, in order. An
+/// interruption by a signal ends the wait with none.
+pub fn wait_any_readable(fds: &[BorrowedFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let millis = timeout.map_or(-1, |t| {
+        let micros = t.as_micros().saturating_add(999);
+        libc::c_int::try_from(micros / 1000).unwrap_or(libc::c_int::MAX)
+    });
+    let mut entries: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let count = libc::nfds_t::try_from(entries.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `entries` is a valid array of `count` pollfd that poll only
+    // writes the `revents` of.
+    match check(unsafe { libc::poll(entries.as_mut_ptr(), count, millis) }) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![false; entries.len()]),
+        Err(e) => Err(e),
+        Ok(_) => Ok(entries.iter().map(|entry| entry.revents != 0).collect()),
+    }
 }
 
 /// The port a TCP socket is bound to (for `tcp:...:0`, which the kernel picks).

@@ -5,6 +5,7 @@ mod control;
 mod faults_control;
 mod formation;
 mod group;
+mod health;
 mod input;
 mod listen;
 mod loop_faults;
