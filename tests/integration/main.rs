@@ -10,6 +10,7 @@ mod listen;
 mod loop_faults;
 mod notify;
 mod output;
+mod persona;
 mod reload;
 mod run;
 mod util;
