@@ -233,6 +233,42 @@ pub const RUN_FLAGS: &[Flag] = &[
         "do not adopt orphaned descendants to reap them",
     ),
     flag(
+        None,
+        "rewrite-signal",
+        Some("FROM:TO"),
+        "one command: forward signal FROM as TO (TO 0: drop it); repeatable",
+    ),
+    flag(
+        None,
+        "exit-ok",
+        Some("CODE"),
+        "one command: exit 0 when it exits CODE (0-255, 128+N: signal N); repeatable",
+    ),
+    flag(
+        None,
+        "setsid",
+        None,
+        "one command: a session of its own, signals to its group, TSTP/TTIN/TTOU as STOP",
+    ),
+    flag(
+        None,
+        "no-setsid",
+        None,
+        "one command: signals to it alone; herd stops itself after TSTP/TTIN/TTOU",
+    ),
+    flag(
+        None,
+        "parent-death-signal",
+        Some("SIG"),
+        "herd gets SIG when its parent dies (forwarded as any signal)",
+    ),
+    flag(
+        None,
+        "warn-zombies",
+        None,
+        "say on stderr every orphaned descendant herd reaps",
+    ),
+    flag(
         Some('v'),
         "verbose",
         None,
@@ -458,6 +494,15 @@ pub struct RunArgs {
     pub stop_deadline: Option<Duration>,
     /// `--termination-log`: where herd writes why it stopped.
     pub termination_log: Option<PathBuf>,
+    /// `--rewrite-signal`, in order: (received, forwarded instead; 0 drops).
+    pub rewrite: Vec<(i32, i32)>,
+    /// `--exit-ok`: exit codes of the command that herd reports as 0.
+    pub exit_ok: Vec<u8>,
+    /// `--setsid` (`Some(true)`) or `--no-setsid` (`Some(false)`), as
+    /// dumb-init means them; `None`: herd's own way.
+    pub setsid: Option<bool>,
+    pub parent_death_signal: Option<i32>,
+    pub warn_zombies: bool,
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, Failure> {
@@ -555,6 +600,11 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         verbose: false,
         stop_deadline: None,
         termination_log: None,
+        rewrite: Vec::new(),
+        exit_ok: Vec::new(),
+        setsid: None,
+        parent_death_signal: None,
+        warn_zombies: false,
     };
     while let Some(arg) = parser.next().map_err(bad)? {
         let flag = match &arg {
@@ -697,6 +747,20 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
             }
             Short('g') | Long("group-signal") => run.group_signal = true,
             Long("no-subreaper") => run.subreaper = false,
+            Long("rewrite-signal") => run.rewrite.push(
+                crate::signals::parse_rewrite(&text_value(parser, &flag)?)
+                    .map_err(|why| value_failure("rewrite-signal", why))?,
+            ),
+            Long("exit-ok") => run.exit_ok.push(exit_code(&text_value(parser, &flag)?)?),
+            Long("setsid") => run.setsid = Some(true),
+            Long("no-setsid") => run.setsid = Some(false),
+            Long("parent-death-signal") => {
+                run.parent_death_signal = Some(
+                    crate::signals::parse(&text_value(parser, &flag)?)
+                        .map_err(|why| value_failure("parent-death-signal", why))?,
+                )
+            }
+            Long("warn-zombies") => run.warn_zombies = true,
             Short('v') | Long("verbose") => run.verbose = true,
             Short('h') | Long("help") => return Ok(Request::Help(run_help(start))),
             Value(program) => {
@@ -915,6 +979,22 @@ fn uses_group_flags(run: &RunArgs) -> bool {
         || run.timestamps
 }
 
+/// `--exit-ok CODE`: a whole number from 0 to 255.
+pub fn exit_code(text: &str) -> Result<u8, Failure> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    text.parse().ok().filter(|_| digits).ok_or_else(|| {
+        value_failure(
+            "exit-ok",
+            format!("'{text}' is not an exit code (0 to 255)"),
+        )
+    })
+}
+
+/// Whether flags that only mean something for one command were given.
+fn uses_single_command_flags(run: &RunArgs) -> bool {
+    !run.rewrite.is_empty() || !run.exit_ok.is_empty() || run.setsid.is_some()
+}
+
 /// One command or a group, never both, never neither.
 fn check_mode(run: &RunArgs) -> Result<(), Failure> {
     let problem = match (run.command.is_empty(), run.sources.is_empty()) {
@@ -925,6 +1005,9 @@ fn check_mode(run: &RunArgs) -> Result<(), Failure> {
         }
         (false, true) if uses_group_flags(run) => {
             "--env-file, --formation, --port-base, --stdin, --stdin-pipe, --parallel-stop and --timestamps need a group (-c or -f)"
+        }
+        (true, false) if uses_single_command_flags(run) => {
+            "--rewrite-signal, --exit-ok, --setsid and --no-setsid need one command (herd run -- CMD)"
         }
         _ => return Ok(()),
     };
@@ -1378,7 +1461,9 @@ mod tests {
             for spelling in spellings {
                 let mut words = vec!["run".to_string(), spelling.clone()];
                 words.extend(flag.value.map(|value| sample_value(value).to_string()));
-                if flag.long != "command" {
+                if SINGLE_COMMAND_FLAGS.contains(&flag.long) {
+                    words.extend(["--".to_string(), "true".to_string()]);
+                } else if flag.long != "command" {
                     words.extend(["-c".to_string(), "p=true".to_string()]);
                 }
                 let result = parse(words.iter().map(OsString::from));
@@ -1387,8 +1472,13 @@ mod tests {
         }
     }
 
+    const SINGLE_COMMAND_FLAGS: [&str; 4] = ["rewrite-signal", "exit-ok", "setsid", "no-setsid"];
+
     fn sample_value(value_name: &str) -> &'static str {
         match value_name {
+            "FROM:TO" => "TERM:QUIT",
+            "CODE" => "143",
+            "SIG" => "KILL",
             "SECS" | "[NAME=]SECS" => "1.5",
             "[NAME=]SIG" => "TERM",
             "[NAME=]POLICY" => "always",
@@ -1406,6 +1496,77 @@ mod tests {
             "PATH" => "/tmp/pid",
             other => panic!("no sample value for {other}: add one"),
         }
+    }
+
+    #[test]
+    fn reads_the_container_init_settings_and_refuses_bad_ones_naming_the_flag() {
+        let run = run_args(&[
+            "run",
+            "--rewrite-signal",
+            "TERM:QUIT",
+            "--rewrite-signal",
+            "10:0",
+            "--exit-ok",
+            "143",
+            "--exit-ok",
+            "0",
+            "--setsid",
+            "--parent-death-signal",
+            "SIGKILL",
+            "--warn-zombies",
+            "nginx",
+        ]);
+        assert_eq!(
+            run.rewrite,
+            [(libc::SIGTERM, libc::SIGQUIT), (libc::SIGUSR1, 0)]
+        );
+        assert_eq!(run.exit_ok, [143, 0]);
+        assert_eq!(run.setsid, Some(true));
+        assert_eq!(run.parent_death_signal, Some(libc::SIGKILL));
+        assert!(run.warn_zombies);
+        assert_eq!(
+            run_args(&["run", "--setsid", "--no-setsid", "x"]).setsid,
+            Some(false)
+        );
+        let message = |words: &[&str]| parse_words(words).unwrap_err().to_string();
+        for (words, flag) in [
+            (
+                &["run", "--rewrite-signal", "TERM", "x"][..],
+                "--rewrite-signal",
+            ),
+            (&["run", "--rewrite-signal", "0:1", "x"], "--rewrite-signal"),
+            (
+                &["run", "--rewrite-signal", "TERM:99", "x"],
+                "--rewrite-signal",
+            ),
+            (&["run", "--exit-ok", "256", "x"], "--exit-ok"),
+            (&["run", "--exit-ok", "-1", "x"], "--exit-ok"),
+            (&["run", "--exit-ok", "+3", "x"], "--exit-ok"),
+            (&["run", "--exit-ok", "", "x"], "--exit-ok"),
+            (
+                &["run", "--parent-death-signal", "0", "x"],
+                "--parent-death-signal",
+            ),
+        ] {
+            assert!(
+                message(words).contains(flag),
+                "{words:?}: {}",
+                message(words)
+            );
+        }
+        for flag in ["--setsid", "--no-setsid"] {
+            assert!(message(&["run", flag, "-c", "a=b"]).contains("need one command"));
+        }
+        assert!(message(&["run", "--exit-ok", "1", "-c", "a=b"]).contains("need one command"));
+        let run = run_args(&[
+            "run",
+            "--warn-zombies",
+            "--parent-death-signal",
+            "TERM",
+            "-c",
+            "a=b",
+        ]);
+        assert!(run.warn_zombies);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod load;
 mod log;
 mod notify;
 mod output;
+mod persona;
 mod probe;
 mod procfile;
 mod signals;
@@ -33,7 +34,7 @@ use std::io::Write;
 #[cfg_attr(test, allow(dead_code))]
 fn run() -> u8 {
     sys::share_one_malloc_arena();
-    let code = match cli::parse(std::env::args_os().skip(1)).and_then(execute) {
+    let code = match read_command_line().and_then(execute) {
         Ok(code) => code,
         Err(failure) => {
             log::line(format_args!("{failure}"));
@@ -43,6 +44,26 @@ fn run() -> u8 {
     // Rust's runtime, which would flush stdout after main, is skipped (sys::entry).
     let _ = std::io::stdout().flush();
     code
+}
+
+/// herd's own command line, or that of the tool herd was started as.
+fn read_command_line() -> Result<cli::Request, error::Failure> {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_default();
+    let Some(persona) = persona::Persona::of(&program) else {
+        return cli::parse(args);
+    };
+    let is_pid_1 = sys::process::own_pid() == 1;
+    let reading = persona::parse(
+        persona,
+        args.collect(),
+        |key| std::env::var_os(key),
+        is_pid_1,
+    )?;
+    if let Some(warning) = &reading.warning {
+        log::line(format_args!("{warning}"));
+    }
+    Ok(reading.request)
 }
 
 fn execute(request: cli::Request) -> Result<u8, error::Failure> {

@@ -72,6 +72,16 @@ pub fn parse(text: &str) -> Result<i32, String> {
     parsed.ok_or_else(invalid)
 }
 
+/// `FROM:TO` of `--rewrite-signal` and dumb-init's `-r`: a signal herd
+/// receives and the one it forwards instead; TO `0` drops it.
+pub fn parse_rewrite(text: &str) -> Result<(i32, i32), String> {
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}' is not FROM:TO (signal names or numbers; TO 0 drops)"))?;
+    let to = if to == "0" { 0 } else { parse(to)? };
+    Ok((parse(from)?, to))
+}
+
 /// `SIGTERM`, `SIGRTMIN+3`, or `signal 33` for one libc keeps to itself.
 pub fn name(signal: i32) -> String {
     if let Some((name, _)) = NAMED.iter().find(|(_, number)| *number == signal) {
@@ -110,6 +120,30 @@ mod tests {
             "", "0", "-1", "65", "TERMS", "SIG", "RTMIN+99", "RTMAX+1", "RTMINx",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn reads_a_rewrite_and_refuses_a_bad_one() {
+        assert_eq!(parse_rewrite("15:3"), Ok((libc::SIGTERM, libc::SIGQUIT)));
+        assert_eq!(
+            parse_rewrite("TERM:QUIT"),
+            Ok((libc::SIGTERM, libc::SIGQUIT))
+        );
+        assert_eq!(parse_rewrite("SIGUSR1:0"), Ok((libc::SIGUSR1, 0)));
+        for bad in [
+            "",
+            "15",
+            "15:",
+            ":3",
+            "0:3",
+            "99:1",
+            "15:99",
+            "15:-1",
+            "TERM:NOPE",
+            "1:2:3",
+        ] {
+            assert!(parse_rewrite(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

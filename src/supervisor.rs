@@ -7,8 +7,8 @@
 use crate::cli::RunArgs;
 use crate::control::{self, Command, Reply};
 use crate::core::{
-    self, Answer, ClientId, Effect, GroupState, Input, InstanceId, Policy, Settings, Table, Target,
-    UnitSetup,
+    self, Answer, ClientId, Effect, GroupState, InitOptions, Input, InstanceId, Policy, Settings,
+    Table, Target, UnitSetup,
 };
 use crate::daemon::Service;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
@@ -127,6 +127,10 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
     let caller_mask = signal::caller_mask();
     let signals =
         SignalFd::new(&SignalSet::full()).map_err(|e| Failure::io("opening a signalfd", &e))?;
+    if let Some(signal) = args.parent_death_signal {
+        process::set_parent_death_signal(signal)
+            .map_err(|e| Failure::io("setting the parent death signal", &e))?;
+    }
     let single = args.sources.is_empty();
     let (units, launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
         single_launch(&args)
@@ -140,6 +144,8 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
                     takes_stdin: process.takes_stdin,
                     sockets: Vec::new(),
                     socket_names: String::new(),
+                    new_session: false,
+                    claim_terminal: false,
                 };
                 let setup = UnitSetup {
                     spec: process.spec,
@@ -222,7 +228,8 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
     let settings = Settings {
         policy: if single {
             Policy::Transparent {
-                group_signal: args.group_signal,
+                // dumb-init's setsid mode signals the child's session.
+                group_signal: args.group_signal || args.setsid == Some(true),
             }
         } else {
             Policy::Group {
@@ -244,7 +251,22 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         reload_batch: args.reload_batch,
         hup_reloads: !sockets.is_empty(),
         stop_deadline: args.stop_deadline,
+        init: InitOptions::new(&args.rewrite, &args.exit_ok, args.setsid, args.warn_zombies),
     };
+    if let Some(launch) = launches.first_mut().filter(|launch| launch.new_session) {
+        launch.claim_terminal = match process::release_terminal() {
+            Ok(released) => released,
+            Err(e) => {
+                if args.verbose {
+                    output.note(&format!(
+                        "giving up the terminal for the child: {}",
+                        crate::error::describe(&e)
+                    ));
+                }
+                false
+            }
+        };
+    }
     let table = Table::new(settings, units);
     let mut executor = Executor {
         table,
@@ -291,6 +313,8 @@ fn single_launch(args: &RunArgs) -> (Vec<UnitSetup>, Vec<Launch>) {
         takes_stdin: true,
         sockets: Vec::new(),
         socket_names: String::new(),
+        new_session: args.setsid == Some(true),
+        claim_terminal: false,
     };
     (vec![setup], vec![launch])
 }
@@ -356,6 +380,10 @@ struct Launch {
     sockets: Vec<usize>,
     /// Their names, for LISTEN_FDNAMES.
     socket_names: String,
+    /// Runs in a session of its own (`--setsid`).
+    new_session: bool,
+    /// Takes herd's terminal, which herd gave up for it, as its own.
+    claim_terminal: bool,
 }
 
 /// `ready=fd:N` must not be one of the fds the process's sockets take.
@@ -649,6 +677,7 @@ impl Executor<'_> {
                 None => self.output.herd_line(&text),
             },
             Effect::Note(text) => self.note(&text),
+            Effect::Warn(text) => self.output.note(&text),
             Effect::Reply { client, answer } => {
                 if let Some(reply_to) = self.clients.remove(&client) {
                     let _ = reply_to.send(self.reply(answer));
@@ -796,7 +825,8 @@ impl Executor<'_> {
             (None, None) => None,
         };
         let output_write = output_pipe.as_ref().map(|(_, write_end)| write_end.as_fd());
-        let take_terminal = launch.takes_stdin && process::owns_terminal();
+        // A child in another session cannot be given herd's terminal.
+        let take_terminal = launch.takes_stdin && !launch.new_session && process::owns_terminal();
         let ready_pipe = match table_unit.spec.ready {
             Ready::Fd(number) => Some((fd::pipe().map_err(|e| Failure::io(&doing, &e))?, number)),
             _ => None,
@@ -812,6 +842,8 @@ impl Executor<'_> {
             ready_fd: ready_pipe
                 .as_ref()
                 .map(|((_, write_end), number)| (write_end.as_fd(), *number)),
+            new_session: launch.new_session,
+            claim_terminal: launch.claim_terminal,
         };
         let shell_argv;
         let argv = match &launch.argv {

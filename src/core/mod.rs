@@ -6,6 +6,7 @@
 //! next inputs, so every race (an exit during a stop, a ready check that
 //! passes after its deadline) is a short unit test in `tests.rs`.
 
+mod init;
 mod notify;
 mod ready;
 mod reload;
@@ -14,12 +15,13 @@ mod restart;
 mod tests;
 
 use crate::control::Command;
-use crate::error::Failure;
+use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 use crate::notify::Notice;
 use crate::signals;
 use crate::spec::{ProcessSpec, Ready, Restart};
 use crate::sys::process::WaitStatus;
 use crate::sys::Pid;
+pub use init::InitOptions;
 use notify::Notified;
 use reload::ReloadJob;
 use restart::{Backoff, StartLimit};
@@ -76,6 +78,8 @@ pub struct Settings {
     /// request until the last process is gone; what is left then gets
     /// SIGKILL, whatever its grace.
     pub stop_deadline: Option<Duration>,
+    /// A single command's tini and dumb-init options.
+    pub init: InitOptions,
 }
 
 /// One unit as the table is built with it.
@@ -196,6 +200,8 @@ pub enum Effect {
     },
     /// A decision, logged with `-v`.
     Note(String),
+    /// A line on herd's stderr, `-v` or not (`--warn-zombies`).
+    Warn(String),
     Reply {
         client: ClientId,
         answer: Answer,
@@ -584,17 +590,24 @@ impl Table {
         }
         if let Policy::Transparent { .. } = self.settings.policy {
             let unit = self.units.first()?;
+            let init = &self.settings.init;
             if let Some(failure) = &unit.spawn_failure {
+                // Not found or not executable is the child's status, as
+                // tini's child reports it; herd's own failures are not.
+                let code = match failure.exit_code {
+                    code @ (EXIT_CANNOT_EXECUTE | EXIT_NOT_FOUND) => init.exit_code(code),
+                    code => code,
+                };
                 return Some(Outcome {
-                    code: failure.exit_code,
+                    code,
                     reason: failure.to_string(),
                     message: None,
-                    failure: Some(failure.clone()),
+                    failure: Some(failure.clone().with_exit_code(code)),
                 });
             }
             let status = unit.last_exit.unwrap_or(WaitStatus::Exited(0));
             return Some(Outcome {
-                code: exit_code(status),
+                code: init.exit_code(exit_code(status)),
                 reason: format!("{} ended ({})", unit.spec.name, describe(status)),
                 message: None,
                 failure: None,
@@ -1041,10 +1054,12 @@ impl Table {
         out: &mut Vec<Effect>,
     ) {
         let Some((unit, index)) = self.find_pid(pid) else {
-            out.push(Effect::Note(format!(
-                "reaped adopted pid {pid} ({})",
-                describe(status)
-            )));
+            let text = format!("reaped adopted pid {pid} ({})", describe(status));
+            out.push(if self.settings.init.warn_zombies {
+                Effect::Warn(text)
+            } else {
+                Effect::Note(text)
+            });
             return;
         };
         let is_group = self.is_group();
@@ -1411,8 +1426,36 @@ impl Table {
             return;
         }
         match self.settings.policy {
-            Policy::Transparent { group_signal } => self.forward(signal, group_signal, now, out),
+            Policy::Transparent { group_signal } => {
+                self.forward_received(signal, group_signal, now, out)
+            }
             Policy::Group { .. } => self.group_signal(signal, out),
+        }
+    }
+
+    /// A signal herd received, for a single command: rewritten or dropped
+    /// as `--rewrite-signal` says, and in dumb-init's modes a terminal stop
+    /// signal stops herd too once it is forwarded.
+    fn forward_received(
+        &mut self,
+        received: i32,
+        group_signal: bool,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        match self.settings.init.forwarded_as(received) {
+            Some(signal) => self.forward(signal, group_signal, now, out),
+            None => out.push(Effect::Note(format!(
+                "dropping {}, as --rewrite-signal says",
+                signals::name(received)
+            ))),
+        }
+        if self.settings.init.stops_self_after(received) {
+            out.push(Effect::Note(format!(
+                "stopping herd after {}, as dumb-init does",
+                signals::name(received)
+            )));
+            out.push(Effect::StopSelf);
         }
     }
 

@@ -35,6 +35,7 @@ fn settings(policy: Policy) -> Settings {
         reload_batch: 0,
         hup_reloads: false,
         stop_deadline: None,
+        init: InitOptions::default(),
     }
 }
 
@@ -2260,4 +2261,105 @@ fn a_single_command_is_ready_while_it_runs_and_not_once_asked_to_stop() {
     assert!(!sim.table.is_ready());
     sim.exit("./server", WaitStatus::Signaled(TERM));
     assert!(!sim.table.is_ready());
+}
+
+// --- tini's and dumb-init's options --------------------------------------
+
+fn single_with(init: InitOptions, group_signal: bool) -> Sim {
+    let mut settings = settings(Policy::Transparent { group_signal });
+    settings.init = init;
+    let mut sim = Sim::new(settings, vec![spec("./server")]);
+    sim.feed(Input::Tick);
+    sim
+}
+
+#[test]
+fn a_rewritten_signal_goes_on_as_its_replacement_and_a_dropped_one_not_at_all() {
+    let rewrite = [(TERM, libc::SIGQUIT), (libc::SIGUSR1, 0)];
+    let mut sim = single_with(InitOptions::new(&rewrite, &[], None, false), false);
+    let id = sim.id("./server");
+    let effects = sim.signal(TERM);
+    assert_eq!(signals(&effects), [(Target::Process(id), libc::SIGQUIT)]);
+    assert!(
+        matches!(
+            sim.current("./server").phase,
+            Phase::Stopping {
+                kill_at: Some(_),
+                ..
+            }
+        ),
+        "QUIT asks it to stop: the grace runs"
+    );
+    assert!(signals(&sim.signal(libc::SIGUSR1)).is_empty());
+    assert_eq!(
+        signals(&sim.signal(libc::SIGUSR2)),
+        [(Target::Process(id), libc::SIGUSR2)]
+    );
+}
+
+#[test]
+fn a_stop_request_rewritten_to_nothing_does_not_start_the_grace() {
+    let mut sim = single_with(InitOptions::new(&[(TERM, 0)], &[], None, false), false);
+    assert!(signals(&sim.signal(TERM)).is_empty());
+    assert_eq!(sim.current("./server").phase, Phase::Ready);
+    assert!(sim.after(Duration::from_secs(60)).is_empty());
+}
+
+#[test]
+fn setsid_stops_the_group_and_herd_on_a_terminal_stop_and_continues_both() {
+    let mut sim = single_with(InitOptions::new(&[], &[], Some(true), false), true);
+    let id = sim.id("./server");
+    let effects = sim.signal(libc::SIGTSTP);
+    assert_eq!(signals(&effects), [(Target::Group(id), libc::SIGSTOP)]);
+    assert_eq!(effects.last(), Some(&Effect::StopSelf));
+    let effects = sim.signal(libc::SIGCONT);
+    assert_eq!(signals(&effects), [(Target::Group(id), libc::SIGCONT)]);
+    assert!(!effects.contains(&Effect::StopSelf));
+}
+
+#[test]
+fn herd_stops_itself_after_a_dropped_terminal_stop_too_as_dumb_init_does() {
+    let init = InitOptions::new(&[(libc::SIGTSTP, 0)], &[], Some(false), false);
+    let mut sim = single_with(init, false);
+    let effects = sim.signal(libc::SIGTSTP);
+    assert!(signals(&effects).is_empty());
+    assert_eq!(effects.last(), Some(&Effect::StopSelf));
+}
+
+#[test]
+fn an_ok_exit_code_is_reported_as_zero_also_for_death_by_signal_and_a_missing_program() {
+    let init = InitOptions::new(&[], &[3, 143], None, false);
+    let mut sim = single_with(init.clone(), false);
+    sim.exit("./server", exited(3));
+    assert_eq!(outcome_code(&sim), 0);
+    let mut sim = single_with(init.clone(), false);
+    sim.exit("./server", WaitStatus::Signaled(TERM));
+    assert_eq!(outcome_code(&sim), 0);
+    let mut sim = single_with(init, false);
+    sim.exit("./server", exited(4));
+    assert_eq!(outcome_code(&sim), 4);
+    let mut settings = settings(Policy::Transparent {
+        group_signal: false,
+    });
+    settings.init = InitOptions::new(&[], &[126], None, false);
+    let mut sim = Sim::new(settings, vec![spec("./server")]);
+    sim.fail_spawns = true;
+    sim.feed(Input::Tick);
+    let outcome = sim.table.outcome().unwrap();
+    assert_eq!(outcome.code, 0);
+    assert_eq!(outcome.failure.map(|f| f.exit_code), Some(0));
+}
+
+#[test]
+fn warn_zombies_says_an_adopted_orphan_was_reaped_without_v() {
+    let mut sim = single_with(InitOptions::new(&[], &[], None, true), false);
+    let effects = sim.feed(Input::Exited {
+        pid: 4242,
+        status: exited(0),
+        group: GroupState::Empty,
+    });
+    assert_eq!(
+        effects,
+        [Effect::Warn("reaped adopted pid 4242 (exit 0)".into())]
+    );
 }

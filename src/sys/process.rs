@@ -25,6 +25,12 @@ pub struct ChildSetup<'a> {
     pub socket_names: &'a str,
     /// A pipe's write end, and the fd number the child gets it at.
     pub ready_fd: Option<(BorrowedFd<'a>, i32)>,
+    /// Start the child in a session of its own (`setsid`, as dumb-init
+    /// does) rather than only a process group of its own.
+    pub new_session: bool,
+    /// In its new session, make the terminal on stdin its controlling
+    /// terminal (which `release_terminal` freed).
+    pub claim_terminal: bool,
 }
 
 /// The variables that hand sockets over: herd's own (from systemd) never
@@ -39,7 +45,7 @@ const PID_DIGITS: usize = 10;
 const KERNEL_SIGSET_BYTES: libc::size_t = 8;
 
 /// Starts `argv[0]` (searched in PATH) with `argv` and herd's environment, in
-/// a new process group of its own, with every signal at its default action
+/// a new process group (or session) of its own, with every signal at its default action
 /// and `setup.mask` as its mask.
 ///
 /// A child with no fds beyond stdio is started with glibc's `posix_spawnp`,
@@ -87,12 +93,13 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
                 pair
             }),
     )?;
-    if gets_sockets || setup.ready_fd.is_some() {
+    // posix_spawn has no way to take a controlling terminal.
+    if gets_sockets || setup.ready_fd.is_some() || setup.claim_terminal {
         return spawn_forked(&argv, envp, setup);
     }
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
-    let attributes = SpawnAttributes::new(setup.mask)?;
+    let attributes = SpawnAttributes::new(setup.mask, setup.new_session)?;
     let actions = SpawnFileActions::new(setup)?;
     let mut pid: Pid = 0;
     // SAFETY: every pointer is valid for the call: `argv_ptrs`/`envp_ptrs`
@@ -144,6 +151,8 @@ struct ForkPlan {
     /// reach it either.
     other_fds: Vec<(libc::c_uint, libc::c_uint)>,
     take_terminal: bool,
+    new_session: bool,
+    claim_terminal: bool,
     highest_signal: libc::c_int,
     default_action: libc::sigaction,
     mask: libc::sigset_t,
@@ -215,6 +224,8 @@ fn spawn_forked(argv: &[CString], envp: Vec<CString>, setup: &ChildSetup) -> io:
             .collect(),
         other_fds,
         take_terminal: setup.take_terminal,
+        new_session: setup.new_session,
+        claim_terminal: setup.new_session && setup.claim_terminal,
         highest_signal: signal::max_signal(),
         default_action,
         mask: *setup.mask.as_raw(),
@@ -263,7 +274,16 @@ fn spawn_forked(argv: &[CString], envp: Vec<CString>, setup: &ChildSetup) -> io:
 /// Only to be called in the child of a fork, with a plan whose pointers
 /// are valid (they point into the parent's buffers, which the child copied).
 unsafe fn exec_child(plan: &ForkPlan) -> ! {
-    libc::setpgid(0, 0);
+    if plan.new_session {
+        libc::setsid();
+        // Not fatal: without it the child runs with no controlling
+        // terminal, as under dumb-init when the terminal is not free.
+        if plan.claim_terminal {
+            libc::ioctl(libc::STDIN_FILENO, libc::TIOCSCTTY, 0);
+        }
+    } else {
+        libc::setpgid(0, 0);
+    }
     let mut signal = 1;
     while signal <= plan.highest_signal {
         // The system call, not glibc's sigaction, which refuses the signals
@@ -474,11 +494,12 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
         .collect()
 }
 
-/// `posix_spawnattr_t`: new process group, default dispositions, a mask.
+/// `posix_spawnattr_t`: new process group (or session), default
+/// dispositions, a mask.
 struct SpawnAttributes(libc::posix_spawnattr_t);
 
 impl SpawnAttributes {
-    fn new(mask: SignalSet) -> io::Result<SpawnAttributes> {
+    fn new(mask: SignalSet, new_session: bool) -> io::Result<SpawnAttributes> {
         let mut raw = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
         // SAFETY: init writes the whole attribute object.
         spawn_check(unsafe { libc::posix_spawnattr_init(raw.as_mut_ptr()) })?;
@@ -492,14 +513,21 @@ impl SpawnAttributes {
             ptr::write_bytes(every_signal.as_mut_ptr(), 0xff, 1);
             every_signal.assume_init()
         };
-        let flags = libc::POSIX_SPAWN_SETPGROUP
-            | libc::POSIX_SPAWN_SETSIGDEF
-            | libc::POSIX_SPAWN_SETSIGMASK;
+        // A session leader leads its own group already, and may not be
+        // moved to another: setsid and setpgid together would fail.
+        let group = if new_session {
+            libc::POSIX_SPAWN_SETSID
+        } else {
+            libc::POSIX_SPAWN_SETPGROUP as libc::c_short
+        };
+        let flags = group
+            | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short
+            | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short;
         let attr = &mut attributes.0;
         // SAFETY: `attr` is initialised; the sets are valid sigset_t values
         // that the calls copy.
         unsafe {
-            spawn_check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short))?;
+            spawn_check(libc::posix_spawnattr_setflags(attr, flags))?;
             spawn_check(libc::posix_spawnattr_setpgroup(attr, 0))?;
             spawn_check(libc::posix_spawnattr_setsigdefault(attr, &every_signal))?;
             spawn_check(libc::posix_spawnattr_setsigmask(attr, mask.as_raw()))?;
@@ -633,6 +661,51 @@ pub fn own_process_group() -> Pid {
 pub fn become_subreaper() -> io::Result<()> {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument.
     check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
+}
+
+/// Has the kernel send `signal` to herd when the thread that started herd
+/// ends (tini's `-p`): a supervisor whose parent died is told, as a signal
+/// it forwards like any other.
+pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    let signal =
+        libc::c_ulong::try_from(signal).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: PR_SET_PDEATHSIG takes one integer argument, a signal number
+    // the kernel checks.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) }).map(drop)
+}
+
+/// Gives up herd's controlling terminal (on stdin) when herd leads the
+/// session it controls, as PID 1 of `docker run -t` does, so that a child
+/// in a session of its own can take it (dumb-init's setsid mode); returns
+/// whether it did. Giving it up makes the kernel send SIGHUP and SIGCONT
+/// to the terminal's foreground group, herd's own: every signal is blocked
+/// by now, and those two are taken off herd's pending signals here, before
+/// the loop could forward them to the child.
+pub fn release_terminal() -> io::Result<bool> {
+    let own = own_pid();
+    // SAFETY: getsid and tcgetsid have no memory arguments; -1 (no
+    // terminal) is an answer.
+    let leads = unsafe { libc::getsid(0) == own && libc::tcgetsid(libc::STDIN_FILENO) == own };
+    if !leads {
+        return Ok(false);
+    }
+    // SAFETY: TIOCNOTTY takes no argument.
+    check(unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCNOTTY) })?;
+    let mut sent = MaybeUninit::<libc::sigset_t>::uninit();
+    let no_wait = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: sigemptyset initialises the set and sigaddset adds valid
+    // signal numbers to it; sigtimedwait reads the set and the timespec and
+    // may be given no siginfo. It returns -1 (EAGAIN) once neither is pending.
+    unsafe {
+        libc::sigemptyset(sent.as_mut_ptr());
+        libc::sigaddset(sent.as_mut_ptr(), libc::SIGHUP);
+        libc::sigaddset(sent.as_mut_ptr(), libc::SIGCONT);
+        while libc::sigtimedwait(sent.as_ptr(), ptr::null_mut(), &no_wait) > 0 {}
+    }
+    Ok(true)
 }
 
 /// Whether stdin is a terminal whose foreground group is ours: only then may

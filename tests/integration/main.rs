@@ -11,6 +11,7 @@ mod listen;
 mod loop_faults;
 mod notify;
 mod output;
+mod persona;
 mod reload;
 mod rootless;
 mod run;
