@@ -29,6 +29,16 @@ fn reported(herd: &mut Running, tag: &str) -> (u32, String) {
     (pid.parse().unwrap(), rest.to_string())
 }
 
+/// Waits until `pid` has exactly the fds `expected` open: the loader of the
+/// `sleep` it becomes opens and closes a library or two on the way.
+fn settles_on_fds(herd: &Running, pid: u32, expected: &str) {
+    wait_until(
+        &format!("process {pid} to hold fds {expected}"),
+        || open_fds(pid) == expected,
+        || format!("it holds {}\n{}", open_fds(pid), herd.story()),
+    );
+}
+
 /// The fds `pid` has open, in order, as "0 1 2 3".
 fn open_fds(pid: u32) -> String {
     let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))
@@ -84,7 +94,7 @@ fn a_child_gets_its_sockets_at_fd_3_with_exact_listen_variables_and_no_other_fd(
         "{}",
         herd.story()
     );
-    assert_eq!(open_fds(pid), "0 1 2 3 4", "{}", herd.story());
+    settles_on_fds(&herd, pid, "0 1 2 3 4");
     for fd in [3, 4] {
         let target = fd_target(pid, fd);
         assert!(target.starts_with("socket:["), "fd {fd}: {target}");
@@ -200,7 +210,7 @@ fn sockets_restricts_which_process_gets_which_by_name() {
                 .count();
             assert_eq!(sockets, 0, "{tag}\n{}", herd.story());
         } else {
-            assert_eq!(open_fds(pid), fds, "{tag}\n{}", herd.story());
+            settles_on_fds(&herd, pid, fds);
         }
         inodes.push((tag, pid));
     }
@@ -395,7 +405,7 @@ fn ready_fd_makes_a_process_ready_when_it_writes_a_newline() {
     let (pid, got) = reported(&mut herd, "a");
     assert_eq!(got, "fds=1 names=unknown listen_pid=ok", "{}", herd.story());
     // The ready pipe at 5, beside the socket at 3, and nothing else.
-    assert_eq!(open_fds(pid), "0 1 2 3 5", "{}", herd.story());
+    settles_on_fds(&herd, pid, "0 1 2 3 5");
     assert!(fd_target(pid, 5).starts_with("pipe:["));
     herd.signal("TERM");
     herd.finish();
