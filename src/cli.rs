@@ -276,7 +276,7 @@ pub const CLIENT_FLAGS: &[Flag] = &[
         None,
         "timeout",
         Some("SECS"),
-        "stop: how long to wait for the supervisor to exit (default 60); status: for its answer (default 5)",
+        "stop: how long to wait for the supervisor to exit (default 60); status: ask the supervisor itself and wait this long for its answer (default: read the scoreboard)",
     ),
     HELP,
 ];
@@ -324,7 +324,9 @@ pub struct Detach {
 pub enum Action {
     Status {
         json: bool,
-        timeout: Duration,
+        /// Ask the supervisor, and wait this long; `None`: read the
+        /// scoreboard, and ask the supervisor only when it cannot be read.
+        timeout: Option<Duration>,
     },
     Stop {
         timeout: Duration,
@@ -744,10 +746,7 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
     let mut words = words.into_iter();
     let mut word = || words.next();
     let action = match command {
-        "status" => Action::Status {
-            json,
-            timeout: timeout.unwrap_or(Duration::from_secs(5)),
-        },
+        "status" => Action::Status { json, timeout },
         "stop" => Action::Stop {
             timeout: timeout.unwrap_or(Duration::from_secs(60)),
             process: word(),

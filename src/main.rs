@@ -18,6 +18,7 @@ mod notify;
 mod output;
 mod probe;
 mod procfile;
+mod scoreboard;
 mod signals;
 mod spec;
 mod supervisor;
