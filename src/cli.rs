@@ -342,7 +342,7 @@ pub const CLIENT_FLAGS: &[Flag] = &[
         None,
         "timeout",
         Some("SECS"),
-        "stop: how long to wait for the supervisor to exit (default 60); status: for its answer (default 5)",
+        "stop: how long to wait for the supervisor to exit (default 60); status: ask the supervisor itself and wait this long for its answer (default: read the scoreboard)",
     ),
     HELP,
 ];
@@ -390,7 +390,9 @@ pub struct Detach {
 pub enum Action {
     Status {
         json: bool,
-        timeout: Duration,
+        /// Ask the supervisor, and wait this long; `None`: read the
+        /// scoreboard, and ask the supervisor only when it cannot be read.
+        timeout: Option<Duration>,
     },
     Stop {
         timeout: Duration,
@@ -918,13 +920,13 @@ fn parse_client(parser: &mut lexopt::Parser, command: &str) -> Result<Request, F
         ));
     }
     let action = match command {
-        "status" => {
-            let timeout = timeout.unwrap_or(Duration::from_secs(5));
-            match probe {
-                Some(check) => Action::Probe { check, timeout },
-                None => Action::Status { json, timeout },
-            }
-        }
+        "status" => match probe {
+            Some(check) => Action::Probe {
+                check,
+                timeout: timeout.unwrap_or(Duration::from_secs(5)),
+            },
+            None => Action::Status { json, timeout },
+        },
         "stop" => Action::Stop {
             timeout: timeout.unwrap_or(Duration::from_secs(60)),
             process: word(),

@@ -5,6 +5,7 @@ use crate::cli::{Action, ClientArgs, Probe};
 use crate::control::{self, Client};
 use crate::daemon::{self, Liveness, StatePaths};
 use crate::error::Failure;
+use crate::scoreboard;
 use crate::wire;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -200,7 +201,11 @@ fn wait_until_gone(
     Ok(1)
 }
 
-fn status(paths: &StatePaths, json: bool, timeout: Duration) -> Result<u8, Failure> {
+/// How long `status` waits for the supervisor when it asks it only because
+/// the scoreboard cannot be read.
+const STATUS_PATIENCE: Duration = Duration::from_secs(5);
+
+fn status(paths: &StatePaths, json: bool, timeout: Option<Duration>) -> Result<u8, Failure> {
     let pid = match daemon::liveness(paths) {
         Liveness::NotRunning => {
             crate::log::line(format_args!("{} is not running", paths.name));
@@ -212,6 +217,17 @@ fn status(paths: &StatePaths, json: bool, timeout: Duration) -> Result<u8, Failu
         }
         Liveness::Running(pid) => pid,
     };
+    let board = match (&paths.dir, timeout) {
+        (Some(dir), None) => {
+            let path = dir.join(scoreboard::FILE);
+            match scoreboard::read(dir) {
+                Ok(snapshot) => return Ok(status_from_board(paths, pid, json, &snapshot)),
+                Err(why) => Some(format!("reading {}: {why}", path.display())),
+            }
+        }
+        _ => None,
+    };
+    let timeout = timeout.unwrap_or(STATUS_PATIENCE);
     let fields = match Client::connect(paths, timeout).and_then(|client| match client {
         Some(mut client) => client.request(&[("command", "status")]),
         None => Err(Failure::message("its control socket does not answer")),
@@ -219,8 +235,9 @@ fn status(paths: &StatePaths, json: bool, timeout: Duration) -> Result<u8, Failu
         Ok(fields) => fields,
         Err(failure) => {
             let pid = pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+            let board = board.map_or(String::new(), |why| format!("{why}; "));
             crate::log::line(format_args!(
-                "status of {}{pid}: {}",
+                "status of {}{pid}: {board}{}",
                 paths.name,
                 in_time(failure, timeout)
             ));
@@ -234,7 +251,39 @@ fn status(paths: &StatePaths, json: bool, timeout: Duration) -> Result<u8, Failu
         status_table(&processes)
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if let Some(why) = board {
+        crate::log::line(format_args!("{why}: the supervisor answered instead"));
+    }
     Ok(STATUS_RUNNING)
+}
+
+/// `herd status` from the scoreboard: the same rows as the supervisor
+/// would give, and a note when it has not been seen doing its job.
+fn status_from_board(
+    paths: &StatePaths,
+    pid: Option<i32>,
+    json: bool,
+    snapshot: &scoreboard::Snapshot,
+) -> u8 {
+    let processes = read_status(&control::status_fields(&snapshot.processes));
+    let text = if json {
+        status_json(&paths.name, pid, &processes)
+    } else {
+        status_table(&processes)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    match snapshot.not_seen() {
+        None => STATUS_RUNNING,
+        Some((why, ago)) => {
+            crate::log::line(format_args!(
+                "{}: the supervisor (pid {}) {why}: not seen for {:.1}s",
+                paths.name,
+                snapshot.supervisor,
+                ago.as_secs_f64()
+            ));
+            STATUS_UNKNOWN
+        }
+    }
 }
 
 /// One row of a status reply, as text.

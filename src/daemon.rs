@@ -201,6 +201,9 @@ impl PidLock {
         if clean && self.owns_log {
             let _ = fs::remove_file(&self.paths.log);
         }
+        if let Some(dir) = &self.paths.dir {
+            let _ = fs::remove_file(dir.join(crate::scoreboard::FILE));
+        }
         match &self.paths.dir {
             Some(dir) if self.owns_dir => drop(fs::remove_dir(dir)),
             _ => {}

@@ -20,6 +20,7 @@ mod output;
 mod persona;
 mod probe;
 mod procfile;
+mod scoreboard;
 mod signals;
 mod spec;
 mod supervisor;

@@ -17,6 +17,7 @@ use crate::load;
 use crate::notify::{self, Notice, Upward};
 use crate::output::{self, Output, ReaderId, Style};
 use crate::probe::{self, TcpProbe};
+use crate::scoreboard::Board;
 use crate::spec::{ProcessSpec, Ready, TcpCheck, TcpPort};
 use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
@@ -174,6 +175,10 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         Some(address) => Some(crate::health::serve(address, inbox.clone())?),
         None => None,
     };
+    let board = match service.paths().and_then(|paths| paths.dir.as_deref()) {
+        Some(dir) => Some(make_board(dir, units.len())?),
+        None => None,
+    };
     crate::watch::start(&args.watch, inbox.clone())?;
     // A group's processes may tell herd they are ready, their status, their
     // heartbeat; a single command is herd's whole job and says it by running.
@@ -291,10 +296,20 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         next_group_poll: None,
         upward,
         health,
+        board,
     };
     let result = executor.run(&signals, &events);
     executor.output.drain(output::OUTPUT_DRAIN);
     result
+}
+
+/// The scoreboard of `dir`, with a slot for each of `units`.
+fn make_board(dir: &std::path::Path, units: usize) -> Result<Board, Failure> {
+    let supervisor = u32::try_from(process::own_pid()).unwrap_or(0);
+    Board::create(dir, units, supervisor).map_err(|e| {
+        let path = dir.join(crate::scoreboard::FILE);
+        Failure::io(format!("creating {}", path.display()), &e)
+    })
 }
 
 /// A single command as a unit of one: its argv exec'd as given.
@@ -440,6 +455,8 @@ struct Executor<'a> {
     upward: Option<Upward>,
     /// What the `--health` responder answers from.
     health: Option<Arc<crate::health::Published>>,
+    /// The scoreboard of the state directory, when there is one.
+    board: Option<Board>,
 }
 
 impl Executor<'_> {
@@ -451,6 +468,7 @@ impl Executor<'_> {
             }
             let now = Instant::now();
             self.tell_upward(now);
+            self.publish(now);
             let mut due = self.table.next_deadline();
             if let Some(at) = self.upward.as_ref().and_then(Upward::next_due) {
                 due = Some(due.map_or(at, |d| d.min(at)));
@@ -466,8 +484,14 @@ impl Executor<'_> {
                 self.next_group_poll = None;
             }
             let timeout = due.map(|at| at.saturating_duration_since(now));
+            if let Some(board) = &self.board {
+                board.loop_state(true);
+            }
             let woken = events::wait(signals, &self.inbox.wake, timeout)
                 .map_err(|e| Failure::io("waiting for events", &e))?;
+            if let Some(board) = &self.board {
+                board.loop_state(false);
+            }
             if woken.signals {
                 while let Some(signal) = signals
                     .take()
@@ -496,6 +520,9 @@ impl Executor<'_> {
         }
         if let Some(upward) = &mut self.upward {
             let _ = upward.stopping(Instant::now());
+        }
+        if let Some(board) = self.board.take() {
+            board.remove();
         }
         self.service.stop_reason = Some(outcome.reason);
         if let Some(failure) = outcome.failure {
@@ -551,6 +578,35 @@ impl Executor<'_> {
                 }
             }
         }
+    }
+
+    /// Writes what changed to the scoreboard. One that someone truncated or
+    /// removed is made anew, once per loss: readers said so meanwhile.
+    fn publish(&mut self, now: Instant) {
+        let Some(board) = &mut self.board else {
+            return;
+        };
+        if board.publish(self.table.rows(), now) {
+            return;
+        }
+        let dir = self.service.paths().and_then(|paths| paths.dir.clone());
+        self.board = dir.and_then(|dir| match make_board(&dir, self.launches.len()) {
+            Ok(mut board) => {
+                board.publish(self.table.rows(), now);
+                Some(board)
+            }
+            Err(failure) => {
+                self.output.note(&failure.to_string());
+                None
+            }
+        });
+        let what = if self.board.is_some() {
+            "made a new one"
+        } else {
+            "going on without one"
+        };
+        self.output
+            .note(&format!("the scoreboard was truncated or removed: {what}"));
     }
 
     /// Tells the manager that started herd what changed: stopping, how many

@@ -279,6 +279,51 @@ pub enum Phase {
     },
 }
 
+/// A unit as `herd status` and the scoreboard show it: its serving
+/// instance, or what is left of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row<'a> {
+    pub name: &'a str,
+    /// Its number among the instances of a process (`web.2`: 2), 0 when
+    /// the process has one.
+    pub instance: u32,
+    pub state: &'static str,
+    pub ready: bool,
+    pub pid: Option<Pid>,
+    pub pgid: Option<Pid>,
+    /// Which run of the process this is, from 1 (0: never started).
+    pub generation: u32,
+    /// When the running process started.
+    pub started_at: Option<Instant>,
+    pub restarts: u32,
+    pub last_exit: Option<WaitStatus>,
+    /// A reload's progress or its last failure.
+    pub reload: Option<String>,
+    /// What the process last said with `STATUS=`.
+    pub status_text: Option<&'a str>,
+    /// When it last said `WATCHDOG=1`.
+    pub watchdog_at: Option<Instant>,
+}
+
+impl Row<'_> {
+    pub fn status(&self, now: Instant) -> crate::control::ProcessStatus {
+        crate::control::ProcessStatus {
+            name: self.name.to_string(),
+            state: self.state,
+            pid: self.pid.map_or("-".to_string(), |pid| pid.to_string()),
+            generation: self.generation,
+            uptime: self
+                .started_at
+                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
+            restarts: self.restarts,
+            last_exit: self.last_exit.map(describe),
+            reload: self.reload.clone(),
+            status_text: self.status_text.map(str::to_string),
+            watchdog: self.watchdog_at.map(|at| now.saturating_duration_since(at)),
+        }
+    }
+}
+
 /// One run of a unit.
 #[derive(Clone, Debug)]
 pub struct Instance {
@@ -661,60 +706,64 @@ impl Table {
         }
     }
 
+    /// Each unit as `herd status` and the scoreboard show it, in order.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        self.units.iter().map(|unit| self.row(unit))
+    }
+
+    fn row<'a>(&self, unit: &'a Unit) -> Row<'a> {
+        let current = unit.serving_index().and_then(|i| unit.instances.get(i));
+        let state = match (unit.state, current.map(|i| i.phase)) {
+            (UnitState::Waiting, _) => "waiting",
+            (UnitState::Backoff { .. }, _) => "backoff",
+            (UnitState::Stopped, _) => "stopped",
+            (UnitState::Done, _) => "exited",
+            (UnitState::Active, Some(Phase::Spawning | Phase::Starting { .. })) => "starting",
+            // What the process itself said it is doing.
+            (UnitState::Active, Some(Phase::Ready))
+                if current.is_some_and(|i| i.notified.stopping) =>
+            {
+                "stopping"
+            }
+            (UnitState::Active, Some(Phase::Ready))
+                if current.is_some_and(|i| i.notified.reloading) =>
+            {
+                "reloading"
+            }
+            (UnitState::Active, Some(Phase::Ready)) => "running",
+            // A single command asked to stop runs until it exits.
+            (UnitState::Active, Some(_))
+                if !self.is_group() && current.is_some_and(|i| i.pid.is_some()) =>
+            {
+                "running"
+            }
+            (UnitState::Active, _) => "stopping",
+        };
+        let pid = current.and_then(|i| i.pid);
+        Row {
+            name: &unit.spec.name,
+            instance: (unit.spec.instances > 1)
+                .then(|| unit.spec.name.rsplit_once('.'))
+                .flatten()
+                .and_then(|(_, number)| number.parse().ok())
+                .unwrap_or(0),
+            state,
+            ready: current.is_some_and(|i| i.phase == Phase::Ready),
+            pid,
+            pgid: current.and_then(|i| i.pgid),
+            generation: current.map_or(unit.generations, |i| i.generation),
+            started_at: current.filter(|_| pid.is_some()).map(|i| i.started_at),
+            restarts: unit.restarts,
+            last_exit: unit.last_exit,
+            reload: unit.reload_note(),
+            status_text: current.and_then(|i| i.notified.status.as_deref()),
+            watchdog_at: current.and_then(|i| i.notified.watchdog_at),
+        }
+    }
+
     /// The rows of `herd status`.
     pub fn status(&self, now: Instant) -> Vec<crate::control::ProcessStatus> {
-        self.units
-            .iter()
-            .map(|unit| {
-                let current = unit.serving_index().and_then(|i| unit.instances.get(i));
-                let state = match (unit.state, current.map(|i| i.phase)) {
-                    (UnitState::Waiting, _) => "waiting",
-                    (UnitState::Backoff { .. }, _) => "backoff",
-                    (UnitState::Stopped, _) => "stopped",
-                    (UnitState::Done, _) => "exited",
-                    (UnitState::Active, Some(Phase::Spawning | Phase::Starting { .. })) => {
-                        "starting"
-                    }
-                    // What the process itself said it is doing.
-                    (UnitState::Active, Some(Phase::Ready))
-                        if current.is_some_and(|i| i.notified.stopping) =>
-                    {
-                        "stopping"
-                    }
-                    (UnitState::Active, Some(Phase::Ready))
-                        if current.is_some_and(|i| i.notified.reloading) =>
-                    {
-                        "reloading"
-                    }
-                    (UnitState::Active, Some(Phase::Ready)) => "running",
-                    // A single command asked to stop runs until it exits.
-                    (UnitState::Active, Some(_))
-                        if !self.is_group() && current.is_some_and(|i| i.pid.is_some()) =>
-                    {
-                        "running"
-                    }
-                    (UnitState::Active, _) => "stopping",
-                };
-                let pid = current.and_then(|i| i.pid);
-                crate::control::ProcessStatus {
-                    name: unit.spec.name.clone(),
-                    state,
-                    pid: pid.map_or("-".to_string(), |pid| pid.to_string()),
-                    generation: current.map_or(unit.generations, |i| i.generation),
-                    uptime: match (pid, current) {
-                        (Some(_), Some(i)) => now.saturating_duration_since(i.started_at),
-                        _ => Duration::ZERO,
-                    },
-                    restarts: unit.restarts,
-                    last_exit: unit.last_exit.map(describe),
-                    reload: unit.reload_note(),
-                    status_text: current.and_then(|i| i.notified.status.clone()),
-                    watchdog: current
-                        .and_then(|i| i.notified.watchdog_at)
-                        .map(|at| now.saturating_duration_since(at)),
-                }
-            })
-            .collect()
+        self.rows().map(|row| row.status(now)).collect()
     }
 
     fn is_group(&self) -> bool {

@@ -12,6 +12,7 @@ pub mod events;
 pub mod fd;
 pub mod inotify;
 pub mod process;
+pub mod shm;
 pub mod signal;
 pub mod socket;
 

@@ -544,9 +544,10 @@ fn status_of_a_pid_file_locked_by_something_else_is_unknown() {
     herd.check(
         &outcome,
         outcome.stderr.starts_with("herd: status of g")
+            && outcome.stderr.contains("scoreboard: it does not exist; ")
             && outcome
                 .stderr
-                .ends_with(": its control socket does not answer\n")
+                .ends_with("; its control socket does not answer\n")
             && outcome.stderr.lines().count() == 1,
         "message",
     );
@@ -822,6 +823,44 @@ fn another_user_is_refused_by_the_socket_itself() {
     herd.ensure(is_alive(supervisor), "the supervisor went");
     let table = herd.wait_for_status("s untouched", |t| state_of(t, "s") == "running");
     herd.ensure(row(&table, "s")[4] == "0", "s was restarted");
+    herd.stop();
+}
+
+/// The scoreboard is the supervisor's user's alone: another user can
+/// neither read it nor bump a heartbeat in it, even past the directory.
+#[test]
+fn another_user_can_neither_read_nor_write_the_scoreboard() {
+    let herd = Herd::new("board-stranger");
+    let program = herd_for_anyone(&herd);
+    herd.started(&["-c", SLEEPS]);
+    // Past the directory's and the pid file's modes: the scoreboard's own
+    // is left.
+    fs::set_permissions(&herd.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(herd.pid_file(), fs::Permissions::from_mode(0o644)).unwrap();
+    let board = herd.dir.join("scoreboard");
+    for (what, script) in [
+        ("read", "cat \"$0\" > /dev/null"),
+        ("write", "printf x >> \"$0\""),
+    ] {
+        let outcome = run_to_end(
+            Command::new("setpriv")
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .args(["sh", "-c", script])
+                .arg(&board),
+        );
+        herd.check(
+            &outcome,
+            outcome.code() != 0 && outcome.stderr.contains("Permission denied"),
+            &format!("another user's {what}"),
+        );
+    }
+    let outcome = as_nobody(&herd, &program, &["status"]);
+    herd.check(&outcome, outcome.code() == 4, "status as another user");
+    herd.check(
+        &outcome,
+        outcome.stderr.contains("scoreboard: permission denied") && outcome.stdout.is_empty(),
+        "status says why it cannot read the scoreboard",
+    );
     herd.stop();
 }
 
