@@ -303,13 +303,23 @@ struct Row {
 }
 
 fn read_status(fields: &[(String, String)]) -> Vec<Row> {
-    let count: usize = wire::field(fields, "processes")
+    // One pass over the fields: a lookup per field of each row would make
+    // a thousand rows cost a million comparisons.
+    let by_key: std::collections::HashMap<&str, &str> = fields
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let count: usize = by_key
+        .get("processes")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    (0..count)
+    // No more rows than the reply could describe, whatever it claims.
+    (0..count.min(fields.len()))
         .map(|index| {
             let get = |key: &str| {
-                wire::field(fields, &format!("process.{index}.{key}"))
+                by_key
+                    .get(format!("process.{index}.{key}").as_str())
+                    .copied()
                     .unwrap_or("-")
                     .to_string()
             };
@@ -472,6 +482,22 @@ mod tests {
              web   running  120  12s     2         -          generation 3 starting\n\
              db    running  121  12s     2         -          -\n"
         );
+    }
+
+    #[test]
+    fn a_reply_claiming_more_rows_than_it_holds_gives_only_what_it_could_hold() {
+        let fields = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let rows = read_status(&fields(&[
+            ("processes", "18446744073709551615"),
+            ("process.0.name", "web"),
+        ]));
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].name.as_str(), rows[1].name.as_str()), ("web", "-"));
     }
 
     #[test]
