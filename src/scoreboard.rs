@@ -17,7 +17,7 @@ use crate::sys::process::WaitStatus;
 use crate::sys::shm::SharedWords;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
@@ -184,6 +184,8 @@ fn encode_row(row: &Row, now: Instant, monotonic: Duration) -> [u64; SLOT_WORDS]
 /// each slot, so that a step that changed one process writes one slot.
 pub struct Board {
     path: PathBuf,
+    /// The file's inode: a file someone renamed over it is not ours.
+    inode: (u64, u64),
     words: SharedWords,
     written: Vec<[u64; SLOT_WORDS]>,
 }
@@ -238,8 +240,10 @@ impl Board {
             Ordering::Relaxed,
         );
         words.store(header::MAGIC, MAGIC, Ordering::Release);
+        let metadata = file.metadata()?;
         Ok(Board {
             path: path.to_path_buf(),
+            inode: (metadata.dev(), metadata.ino()),
             words,
             written: vec![[0; SLOT_WORDS]; slots],
         })
@@ -272,7 +276,9 @@ impl Board {
             self.words
                 .fetch_add(header::TABLE_SEQUENCE, 1, Ordering::Release);
         }
-        !self.words.is_lost() && fs::metadata(&self.path).is_ok_and(|m| m.len() > 0)
+        !self.words.is_lost()
+            && fs::metadata(&self.path)
+                .is_ok_and(|m| m.len() > 0 && (m.dev(), m.ino()) == self.inode)
     }
 
     /// The supervisor's heartbeat: its loop goes to wait for its inputs
@@ -667,6 +673,17 @@ mod tests {
         let mut board = Board::create(&dir.0, 4, 1).unwrap();
         assert!(board.publish([row("a", 3)].into_iter(), now));
         assert_eq!(read(&dir.0).unwrap().processes[0].generation, 3);
+    }
+
+    #[test]
+    fn a_file_renamed_over_the_scoreboard_is_not_taken_for_it() {
+        let dir = Dir::new("replaced");
+        let mut board = Board::create(&dir.0, 1, 1).unwrap();
+        let now = Instant::now();
+        assert!(board.publish([row("a", 1)].into_iter(), now));
+        fs::write(dir.0.join("other"), vec![1u8; 4096]).unwrap();
+        fs::rename(dir.0.join("other"), dir.0.join(FILE)).unwrap();
+        assert!(!board.publish([row("a", 1)].into_iter(), now));
     }
 
     /// Every field of a row the writer publishes is derived from one
