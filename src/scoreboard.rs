@@ -239,6 +239,11 @@ impl Board {
             u64::from(supervisor),
             Ordering::Relaxed,
         );
+        // Working from the start: a reader that comes before the first
+        // round sees a supervisor that has just begun, not one lost since boot.
+        let micros = u64::try_from(monotonic_now().as_micros()).unwrap_or(u64::MAX);
+        words.store(header::SUPERVISOR_SEEN, micros, Ordering::Relaxed);
+        words.store(header::SUPERVISOR_LOOP, LOOP_WORKING, Ordering::Relaxed);
         words.store(header::MAGIC, MAGIC, Ordering::Release);
         let metadata = file.metadata()?;
         Ok(Board {
@@ -673,6 +678,16 @@ mod tests {
         let mut board = Board::create(&dir.0, 4, 1).unwrap();
         assert!(board.publish([row("a", 3)].into_iter(), now));
         assert_eq!(read(&dir.0).unwrap().processes[0].generation, 3);
+    }
+
+    #[test]
+    fn a_scoreboard_read_before_the_first_round_shows_a_supervisor_just_begun() {
+        let dir = Dir::new("fresh");
+        let _board = Board::create(&dir.0, 2, std::process::id()).unwrap();
+        let snapshot = read(&dir.0).unwrap();
+        assert!(!snapshot.supervisor_waiting);
+        assert!(snapshot.supervisor_seen < Duration::from_secs(1));
+        assert_eq!(snapshot.not_seen(), None);
     }
 
     #[test]

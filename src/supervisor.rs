@@ -461,6 +461,8 @@ struct Executor<'a> {
 
 impl Executor<'_> {
     fn run(&mut self, signals: &SignalFd, events: &Receiver<Event>) -> Result<u8, Failure> {
+        // Every process waiting, before the first ones start.
+        self.publish(Instant::now());
         self.handle(Input::Tick);
         let outcome = loop {
             if let Some(outcome) = self.table.outcome() {
