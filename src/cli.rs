@@ -114,6 +114,30 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "live",
+        Some("[NAME=]CHECK"),
+        "restart NAME when CHECK fails: tcp:[HOST:]PORT, file:PATH, http:HOST:PORT/PATH, exec:CMD",
+    ),
+    flag(
+        None,
+        "live-interval",
+        Some("[NAME=]SECS"),
+        "time between liveness checks, and the most one may take (default 10)",
+    ),
+    flag(
+        None,
+        "live-failures",
+        Some("[NAME=]N"),
+        "liveness checks that must fail in a row (default 3)",
+    ),
+    flag(
+        None,
+        "live-grace",
+        Some("[NAME=]SECS"),
+        "failed liveness checks count only SECS after ready (default 0)",
+    ),
+    flag(
+        None,
         "oneshot",
         Some("NAME"),
         "NAME may exit 0 without stopping the group",
@@ -640,7 +664,10 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                     value_failure("port-base", format!("'{given}' is not a port number"))
                 })?);
             }
-            Long("restart" | "stop-signal" | "grace" | "ready-timeout") => {
+            Long(
+                "restart" | "stop-signal" | "grace" | "ready-timeout" | "live" | "live-interval"
+                | "live-failures" | "live-grace",
+            ) => {
                 let key = setting_key(&flag);
                 let given = text_value(parser, &flag)?;
                 match split_named(&given) {
@@ -1031,6 +1058,10 @@ fn setting_key(flag: &str) -> &'static str {
         "restart" => "restart",
         "stop-signal" => "stop-signal",
         "grace" => "grace",
+        "live" => "live",
+        "live-interval" => "live-interval",
+        "live-failures" => "live-failures",
+        "live-grace" => "live-grace",
         _ => "ready-timeout",
     }
 }
@@ -1053,6 +1084,7 @@ fn apply_default(defaults: &mut Defaults, key: &str, value: &str) -> Result<(), 
     defaults.stop_signal = probe.stop_signal;
     defaults.grace = probe.grace;
     defaults.ready_timeout = probe.ready_timeout;
+    defaults.live = probe.live;
     Ok(())
 }
 
@@ -1486,6 +1518,8 @@ mod tests {
             "[NAME=]POLICY" => "always",
             "NAME=SHELLCMD" => "p=true",
             "NAME=CHECK" => "p=tcp:80",
+            "[NAME=]CHECK" => "p=exec:true",
+            "[NAME=]N" => "p=2",
             "[NAME=]ADDR" => "http=tcp:127.0.0.1:0",
             "NAME=SOCKETS" => "p=",
             "tcp:HOST:PORT" => "tcp:127.0.0.1:8086",

@@ -83,6 +83,16 @@ pub fn group(args: &RunArgs) -> Result<Vec<Process>, Failure> {
                 check.port = TcpPort::Number(port_from(&env, &spec.name)?);
             }
         }
+        if let Some(check) = &mut spec.live.check {
+            let name = &spec.name;
+            let given = crate::live::describe(check);
+            crate::live::resolve_port(check, || {
+                port_from(&env, name).map_err(|_| {
+                    format!("{name}: live={given}, but its PORT is unset or not a port number")
+                })
+            })
+            .map_err(arguments)?;
+        }
         let named = |flag: &Option<String>| flag.as_ref().is_some_and(|n| answers_to(&spec, n));
         processes.push(Process {
             takes_stdin: named(&args.stdin_process),

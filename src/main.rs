@@ -13,6 +13,7 @@ mod error;
 mod formation;
 mod health;
 mod listen;
+mod live;
 mod load;
 mod log;
 mod notify;

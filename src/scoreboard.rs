@@ -67,6 +67,7 @@ mod slot {
     pub const STARTED: usize = 9;
     pub const LAST_EXIT: usize = 10;
     pub const WATCHDOG_SEEN: usize = 11;
+    pub const NOT_LIVE: usize = 12;
     pub const NAME: usize = 16;
     pub const NAME_WORDS: usize = 8;
     pub const STATUS: usize = 24;
@@ -159,6 +160,7 @@ fn encode_row(row: &Row, now: Instant, monotonic: Duration) -> [u64; SLOT_WORDS]
     words[slot::STARTED] = micros(row.started_at);
     words[slot::LAST_EXIT] = encode_exit(row.last_exit);
     words[slot::WATCHDOG_SEEN] = micros(row.watchdog_at);
+    words[slot::NOT_LIVE] = u64::from(row.not_live);
     let texts = [
         (row.name, slot::NAME, slot::NAME_WORDS),
         (
@@ -497,7 +499,8 @@ fn decode_row(words: &[u64; SLOT_WORDS], ago: &impl Fn(u64) -> Duration) -> Proc
             at => ago(at),
         },
         restarts: clamp(words[slot::RESTARTS]),
-        last_exit: decode_exit(words[slot::LAST_EXIT]).map(crate::core::describe),
+        last_exit: decode_exit(words[slot::LAST_EXIT])
+            .map(|status| crate::core::describe_end(status, words[slot::NOT_LIVE] == 1)),
         reload: optional(text(slot::RELOAD, slot::RELOAD_WORDS)),
         status_text: optional(text(slot::STATUS, slot::STATUS_WORDS)),
         watchdog: match words[slot::WATCHDOG_SEEN] {
@@ -546,6 +549,7 @@ mod tests {
             reload: None,
             status_text: None,
             watchdog_at: None,
+            not_live: false,
         }
     }
 
@@ -563,6 +567,7 @@ mod tests {
         db.pid = None;
         db.state = "backoff";
         db.last_exit = Some(WaitStatus::Signaled(9));
+        db.not_live = true;
         assert!(board.publish([web.clone(), db.clone()].into_iter(), now));
         let snapshot = read(&dir.0).unwrap();
         assert_eq!(snapshot.supervisor, 77);
@@ -589,7 +594,10 @@ mod tests {
             .watchdog
             .is_some_and(|ago| ago < Duration::from_secs(1)));
         assert_eq!((got_db.state, got_db.pid.as_str()), ("backoff", "-"));
-        assert_eq!(got_db.last_exit.as_deref(), Some("killed by SIGKILL"));
+        assert_eq!(
+            got_db.last_exit.as_deref(),
+            Some("killed by SIGKILL (not live)")
+        );
         assert_eq!((got_db.uptime, got_db.watchdog), (Duration::ZERO, None));
     }
 

@@ -74,6 +74,8 @@ pub struct ProcessSpec {
     pub instances: u32,
     /// The names of the `--listen` sockets it gets; `None`: all of them.
     pub sockets: Option<Vec<String>>,
+    /// Its liveness check, if it has one (`--live`).
+    pub live: crate::live::Liveness,
 }
 
 /// The settings every process starts from, before its own are applied.
@@ -83,6 +85,7 @@ pub struct Defaults {
     pub stop_signal: i32,
     pub grace: Duration,
     pub ready_timeout: Duration,
+    pub live: crate::live::Liveness,
 }
 
 impl Default for Defaults {
@@ -92,6 +95,7 @@ impl Default for Defaults {
             stop_signal: libc::SIGTERM,
             grace: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(30),
+            live: crate::live::Liveness::default(),
         }
     }
 }
@@ -110,13 +114,15 @@ impl ProcessSpec {
             oneshot: false,
             instances: 1,
             sockets: None,
+            live: defaults.live.clone(),
         }
     }
 
     /// Applies one setting, as written after `# herd:` in a Procfile or as
     /// the value of a per-process flag: `restart=always`, `grace=5`,
     /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`,
-    /// `instances=3` (a Procfile note only).
+    /// `instances=3` (a Procfile note only), `live=tcp:8080`,
+    /// `live-interval=5`, `live-failures=3`, `live-grace=10`.
     pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
         let value_of = |key: &str| value.ok_or_else(|| format!("'{key}' needs a value: {key}=..."));
         match key {
@@ -134,6 +140,9 @@ impl ProcessSpec {
                 }
             },
             "instances" => self.instances = crate::formation::parse_count(value_of(key)?)?,
+            "live" | "live-interval" | "live-failures" | "live-grace" => {
+                self.live.apply(key, value_of(key)?)?
+            }
             other => return Err(format!("unknown setting '{other}'")),
         }
         Ok(())
@@ -213,7 +222,7 @@ pub fn parse_ready(text: &str) -> Result<Ready, String> {
     }
 }
 
-fn parse_tcp(address: &str) -> Result<TcpCheck, String> {
+pub fn parse_tcp(address: &str) -> Result<TcpCheck, String> {
     let (host, port) = if let Some(bracketed) = address.strip_prefix('[') {
         let (inside, rest) = bracketed
             .split_once(']')

@@ -64,6 +64,8 @@ pub enum Probed {
     PortTaken(u16),
     /// The process (named) closed its `ready=fd:N` without a newline.
     FdClosed(String),
+    /// One result of a liveness check: `Err` says why it failed.
+    Live(Result<(), String>),
 }
 
 /// Where the other threads put their events: a bounded queue (a sender
@@ -290,6 +292,7 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         sockets,
         ready_pipes: IdMap::new(),
         probes: IdMap::new(),
+        live_checks: IdMap::new(),
         clients: IdMap::new(),
         next_client: 1,
         took_terminal: false,
@@ -446,6 +449,8 @@ struct Executor<'a> {
     ready_pipes: IdMap<OwnedFd>,
     /// Running probes, and the flag that stops each.
     probes: IdMap<Arc<AtomicBool>>,
+    /// Running liveness checks, and the flag that stops each.
+    live_checks: IdMap<Arc<AtomicBool>>,
     clients: IdMap<mpsc::Sender<Reply>>,
     next_client: ClientId,
     /// A single command was given the terminal, which herd takes back.
@@ -566,6 +571,9 @@ impl Executor<'_> {
             Event::Probe(instance, Probed::Ready) => self.handle(Input::Ready(instance)),
             Event::Probe(instance, Probed::PortTaken(port)) => {
                 self.handle(Input::PortTaken { instance, port })
+            }
+            Event::Probe(instance, Probed::Live(result)) => {
+                self.handle(Input::Live { instance, result })
             }
             Event::Probe(_, Probed::FdClosed(name)) => self.output.herd_line(&format!(
                 "{name} closed its ready fd without writing a newline: it is not ready"
@@ -751,6 +759,12 @@ impl Executor<'_> {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
+            Effect::StartLive { instance, live } => self.start_live(instance, live),
+            Effect::StopLive(instance) => {
+                if let Some(stop) = self.live_checks.remove(&instance) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
             Effect::ReportReady => {
                 self.service.ready();
                 let (ready, total) = self.table.readiness();
@@ -796,6 +810,9 @@ impl Executor<'_> {
                 self.stdin_pipes.remove(&instance);
                 self.ready_pipes.remove(&instance);
                 if let Some(stop) = self.probes.remove(&instance) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if let Some(stop) = self.live_checks.remove(&instance) {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
@@ -988,6 +1005,38 @@ impl Executor<'_> {
             }
             Err(e) => self.output.herd_line(&format!(
                 "starting a ready probe: {}",
+                crate::error::describe(&e)
+            )),
+        }
+    }
+}
+
+impl Executor<'_> {
+    /// Runs an instance's liveness check on a thread of its own: a check
+    /// waits on the network or on a command, the loop on neither. An
+    /// `exec:` check is a child that herd's reaper does not take (see
+    /// `sys::check`).
+    fn start_live(&mut self, instance: InstanceId, live: crate::live::Liveness) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let inbox = self.inbox.clone();
+        let mask = self.caller_mask;
+        let started = thread::Builder::new()
+            .name("live".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                crate::live::watch(&live, &mask, &stopped, |result| {
+                    inbox
+                        .send(Event::Probe(instance, Probed::Live(result)))
+                        .is_ok()
+                })
+            });
+        match started {
+            Ok(_) => {
+                self.live_checks.insert(instance, stop);
+            }
+            Err(e) => self.output.herd_line(&format!(
+                "starting a liveness check: {}",
                 crate::error::describe(&e)
             )),
         }

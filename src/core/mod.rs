@@ -7,6 +7,7 @@
 //! passes after its deadline) is a short unit test in `tests.rs`.
 
 mod init;
+mod live;
 mod notify;
 mod ready;
 mod reload;
@@ -158,6 +159,11 @@ pub enum Input {
         pgid: Option<Pid>,
         notice: Notice,
     },
+    /// One result of an instance's liveness check: `Err` says why it failed.
+    Live {
+        instance: InstanceId,
+        result: Result<(), String>,
+    },
 }
 
 /// Which processes a signal is for.
@@ -212,6 +218,12 @@ pub enum Effect {
         pgid: Pid,
     },
     StopProbe(InstanceId),
+    /// Run the instance's liveness check every interval, from its grace on.
+    StartLive {
+        instance: InstanceId,
+        live: crate::live::Liveness,
+    },
+    StopLive(InstanceId),
     /// Everything is up: a waiting `herd start` may return.
     ReportReady,
     /// The terminal goes back to herd's own process group.
@@ -303,6 +315,8 @@ pub struct Row<'a> {
     pub status_text: Option<&'a str>,
     /// When it last said `WATCHDOG=1`.
     pub watchdog_at: Option<Instant>,
+    /// Its last run was stopped for failing its liveness check.
+    pub not_live: bool,
 }
 
 impl Row<'_> {
@@ -316,7 +330,9 @@ impl Row<'_> {
                 .started_at
                 .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
             restarts: self.restarts,
-            last_exit: self.last_exit.map(describe),
+            last_exit: self
+                .last_exit
+                .map(|status| describe_end(status, self.not_live)),
             reload: self.reload.clone(),
             status_text: self.status_text.map(str::to_string),
             watchdog: self.watchdog_at.map(|at| now.saturating_duration_since(at)),
@@ -349,6 +365,7 @@ pub struct Instance {
     /// that failed: its end is not the unit's.
     superseded: bool,
     notified: Notified,
+    live: live::Live,
 }
 
 impl Instance {
@@ -367,6 +384,7 @@ impl Instance {
             linger_until: None,
             superseded: false,
             notified: Notified::default(),
+            live: live::Live::default(),
         }
     }
 }
@@ -400,6 +418,9 @@ pub struct Unit {
     pending: Option<InstanceId>,
     /// Why its last reload failed, until one succeeds.
     reload_failure: Option<String>,
+    /// Its last run was stopped for failing its liveness check: a failure,
+    /// however it exited.
+    ended_not_live: bool,
 }
 
 /// Why the table is stopping.
@@ -466,6 +487,16 @@ pub fn describe(status: WaitStatus) -> String {
     }
 }
 
+/// `describe`, and why herd stopped the process when it failed its
+/// liveness check.
+pub fn describe_end(status: WaitStatus, not_live: bool) -> String {
+    if not_live {
+        format!("{} (not live)", describe(status))
+    } else {
+        describe(status)
+    }
+}
+
 /// The exit code that tells what happened to a process: its own code, or
 /// 128+N for death by signal N (as shells report it).
 pub fn exit_code(status: WaitStatus) -> u8 {
@@ -498,6 +529,7 @@ impl Table {
                 last_started: None,
                 pending: None,
                 reload_failure: None,
+                ended_not_live: false,
             })
             .collect();
         Table {
@@ -565,8 +597,10 @@ impl Table {
                 }
             }
             Input::Notify { pid, pgid, notice } => self.on_notice(pid, pgid, notice, now, &mut out),
+            Input::Live { instance, result } => self.on_live(instance, result, now, &mut out),
         }
         self.advance(now, &mut out);
+        self.advance_live(now, &mut out);
         out
     }
 
@@ -758,6 +792,7 @@ impl Table {
             reload: unit.reload_note(),
             status_text: current.and_then(|i| i.notified.status.as_deref()),
             watchdog_at: current.and_then(|i| i.notified.watchdog_at),
+            not_live: unit.ended_not_live,
         }
     }
 
@@ -1125,6 +1160,7 @@ impl Table {
             format!("{} generation {}", u.spec.name, instance.generation)
         } else {
             u.last_exit = Some(status);
+            u.ended_not_live = instance.live.failed;
             u.spec.name.clone()
         };
         instance.pid = None;
@@ -1223,7 +1259,7 @@ impl Table {
                     let r = r && !instance.superseded;
                     requested = Some(requested.unwrap_or(false) || r);
                 }
-                timed_out |= instance.timed_out && !instance.superseded;
+                timed_out |= (instance.timed_out || instance.live.failed) && !instance.superseded;
             }
             !gone
         });
@@ -1255,7 +1291,7 @@ impl Table {
         if requested {
             return;
         }
-        let failed = u.last_exit != Some(WaitStatus::Exited(0));
+        let failed = u.last_exit != Some(WaitStatus::Exited(0)) || u.ended_not_live;
         let restart = match u.spec.restart {
             Restart::Always => true,
             Restart::OnFailure => failed,

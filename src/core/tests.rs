@@ -2363,3 +2363,110 @@ fn warn_zombies_says_an_adopted_orphan_was_reaped_without_v() {
         [Effect::Warn("reaped adopted pid 4242 (exit 0)".into())]
     );
 }
+
+// --- liveness ------------------------------------------------------------
+
+fn live_web(restart: &str, failures: &str, grace: &str) -> ProcessSpec {
+    let web = with(spec("web"), "restart", Some(restart));
+    let web = with(web, "live", Some("tcp:8080"));
+    let web = with(web, "live-failures", Some(failures));
+    with(web, "live-grace", Some(grace))
+}
+
+impl Sim {
+    fn live(&mut self, name: &str, result: Result<(), &str>) -> Vec<Effect> {
+        let instance = self.id(name);
+        self.feed(Input::Live {
+            instance,
+            result: result.map_err(str::to_string),
+        })
+    }
+}
+
+fn stops(effects: &[Effect]) -> bool {
+    effects
+        .iter()
+        .any(|e| matches!(e, Effect::Signal { signal: TERM, .. }))
+}
+
+#[test]
+fn a_ready_process_gets_its_liveness_check_once() {
+    let mut sim = Sim::group(vec![live_web("always", "3", "0")]);
+    let started: Vec<_> = sim
+        .log
+        .iter()
+        .filter(|e| matches!(e, Effect::StartLive { .. }))
+        .collect();
+    assert_eq!(started.len(), 1, "{:?}", sim.log);
+    assert!(sim
+        .after(MS)
+        .iter()
+        .all(|e| !matches!(e, Effect::StartLive { .. })));
+}
+
+#[test]
+fn failing_the_check_n_times_in_a_row_restarts_the_process() {
+    let mut sim = Sim::group(vec![live_web("on-failure", "3", "0")]);
+    for _ in 0..2 {
+        assert!(!stops(&sim.live("web", Err("connection refused"))));
+    }
+    let effects = sim.live("web", Err("connection refused"));
+    assert!(stops(&effects), "{effects:?}");
+    assert!(effects.contains(&Effect::StopLive(sim.id("web"))));
+    assert!(lines(&effects)
+        .contains(&"web: not live: tcp:8080 failed 3 times in a row: connection refused".into()));
+    // It exits 0 on SIGTERM: still a failure, restarted by on-failure.
+    let effects = sim.exit("web", exited(0));
+    assert!(
+        lines(&effects)
+            .iter()
+            .any(|l| l.starts_with("web restarting in")),
+        "{effects:?}"
+    );
+    let row = sim.table.rows().next().unwrap();
+    assert_eq!(
+        row.status(sim.now).last_exit.as_deref(),
+        Some("exit 0 (not live)")
+    );
+}
+
+#[test]
+fn failing_n_minus_one_times_then_passing_keeps_the_process() {
+    let mut sim = Sim::group(vec![live_web("always", "3", "0")]);
+    for _ in 0..5 {
+        sim.live("web", Err("refused"));
+        sim.live("web", Err("refused"));
+        let effects = sim.live("web", Ok(()));
+        assert_eq!(lines(&effects), vec!["web: live again".to_string()]);
+    }
+    assert!(!stops(&sim.log));
+    assert_eq!(sim.unit("web").restarts, 0);
+}
+
+#[test]
+fn a_failed_check_during_the_grace_counts_for_nothing() {
+    let mut sim = Sim::group(vec![live_web("always", "1", "5")]);
+    sim.after(Duration::from_secs(4));
+    assert!(sim
+        .live("web", Err("refused"))
+        .iter()
+        .all(|e| !matches!(e, Effect::Line(_))));
+    sim.after(Duration::from_secs(1));
+    assert!(stops(&sim.live("web", Err("refused"))));
+}
+
+#[test]
+fn with_restart_never_a_process_that_is_not_live_stops_the_group() {
+    let mut sim = Sim::group(vec![live_web("never", "1", "0"), spec("db")]);
+    assert!(stops(&sim.live("web", Err("refused"))));
+    sim.exit("web", WaitStatus::Signaled(TERM));
+    assert!(sim.table.is_stopping());
+}
+
+#[test]
+fn results_of_a_stopping_process_count_for_nothing() {
+    let mut sim = Sim::group(vec![live_web("always", "1", "0")]);
+    assert!(stops(&sim.live("web", Err("refused"))));
+    let again = sim.live("web", Err("refused"));
+    assert!(lines(&again).is_empty(), "{again:?}");
+}

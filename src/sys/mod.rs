@@ -4,6 +4,7 @@
 //! is restartable, and says in its name what it does. Nothing here keeps state
 //! but the signal mask herd was started with, which only the entry point sets.
 
+pub mod check;
 pub mod daemon;
 pub mod datagram;
 #[cfg(not(test))]

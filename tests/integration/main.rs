@@ -8,6 +8,7 @@ mod group;
 mod health;
 mod input;
 mod listen;
+mod live;
 mod loop_faults;
 mod notify;
 mod output;
