@@ -138,6 +138,12 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "watchdog",
+        Some("[NAME=]SECS"),
+        "restart a process whose heartbeat stays still for SECS (0: none)",
+    ),
+    flag(
+        None,
         "oneshot",
         Some("NAME"),
         "NAME may exit 0 without stopping the group",
@@ -390,6 +396,8 @@ pub struct NotifyArgs {
     pub status: Option<String>,
     pub stopping: bool,
     pub reloading: bool,
+    /// Bump its heartbeat (its scoreboard slot, or `WATCHDOG=1`).
+    pub heartbeat: bool,
 }
 
 /// Which running herd a command means.
@@ -666,7 +674,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
             }
             Long(
                 "restart" | "stop-signal" | "grace" | "ready-timeout" | "live" | "live-interval"
-                | "live-failures" | "live-grace",
+                | "live-failures" | "live-grace" | "watchdog",
             ) => {
                 let key = setting_key(&flag);
                 let given = text_value(parser, &flag)?;
@@ -857,6 +865,7 @@ fn parse_notify(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
             Long("ready") => args.ready = true,
             Long("stopping") => args.stopping = true,
             Long("reloading") => args.reloading = true,
+            Long("heartbeat") => args.heartbeat = true,
             Long("status") => args.status = Some(text_value(parser, "status")?),
             Short('h') | Long("help") => return Ok(Request::Help(notify_help())),
             other => return Err(bad(other.unexpected())),
@@ -865,14 +874,14 @@ fn parse_notify(parser: &mut lexopt::Parser) -> Result<Request, Failure> {
     if args == NotifyArgs::default() {
         return Err(Failure::new(
             "reading arguments",
-            "notify needs --ready, --status TEXT, --stopping or --reloading; see 'herd notify --help'",
+            "notify needs --ready, --status TEXT, --stopping, --reloading or --heartbeat; see 'herd notify --help'",
         ));
     }
     Ok(Request::Notify(args))
 }
 
 fn notify_help() -> String {
-    "Usage: herd notify [--ready] [--status TEXT] [--stopping] [--reloading]\n\n\
+    "Usage: herd notify [--ready] [--status TEXT] [--stopping] [--reloading] [--heartbeat]\n\n\
      Tells the supervisor named by $NOTIFY_SOCKET (herd, for a process it runs,\n\
      or systemd) about the calling process, as systemd-notify does; for shell\n\
      children of a process that is ready=notify.\n\n\
@@ -880,8 +889,11 @@ fn notify_help() -> String {
      \x20 --ready        it is ready (READY=1)\n\
      \x20 --status TEXT  what it is doing, shown by herd status (STATUS=TEXT)\n\
      \x20 --stopping     it is stopping (STOPPING=1)\n\
-     \x20 --reloading    it is reloading (RELOADING=1 with MONOTONIC_USEC)\n\n\
-     Exit status: 0 sent; 125 NOTIFY_SOCKET unset, invalid or unreachable.\n"
+     \x20 --reloading    it is reloading (RELOADING=1 with MONOTONIC_USEC)\n\
+     \x20 --heartbeat    it is alive, for --watchdog: adds 1 to its scoreboard slot\n\
+     \x20                ($HERD_SCOREBOARD, $HERD_SLOT), else sends WATCHDOG=1\n\n\
+     Exit status: 0 sent; 125 NOTIFY_SOCKET unset, invalid or unreachable, or no\n\
+     scoreboard slot and no NOTIFY_SOCKET for --heartbeat.\n"
         .to_string()
 }
 
@@ -1062,6 +1074,7 @@ fn setting_key(flag: &str) -> &'static str {
         "live-interval" => "live-interval",
         "live-failures" => "live-failures",
         "live-grace" => "live-grace",
+        "watchdog" => "watchdog",
         _ => "ready-timeout",
     }
 }
@@ -1085,6 +1098,7 @@ fn apply_default(defaults: &mut Defaults, key: &str, value: &str) -> Result<(), 
     defaults.grace = probe.grace;
     defaults.ready_timeout = probe.ready_timeout;
     defaults.live = probe.live;
+    defaults.watchdog = probe.watchdog;
     Ok(())
 }
 
@@ -1113,7 +1127,7 @@ fn main_help() -> String {
          \x20      herd status --ready|--live --name NAME\n\
          \x20      herd start|stop|restart NAME --name GROUP\n\
          \x20      herd signal PROCESS SIG | send PROCESS TEXT|- --name GROUP\n\
-         \x20      herd notify [--ready] [--status TEXT] [--stopping] [--reloading]\n\
+         \x20      herd notify [--ready] [--status TEXT] [--stopping] [--reloading] [--heartbeat]\n\
          \x20      herd --help | --version\n\n\
          Commands:\n\
          \x20 run      run CMD with herd as its init, or a group of processes\n\

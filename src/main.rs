@@ -94,12 +94,21 @@ fn execute(request: cli::Request) -> Result<u8, error::Failure> {
             supervise(*args, listen::Inherited::default(), service)
         }
         cli::Request::Client(args) => client::run(args),
-        cli::Request::Notify(args) => notify::send_from_child(&notify::message(
-            args.ready,
-            args.status.as_deref(),
-            args.stopping,
-            args.reloading,
-        )),
+        cli::Request::Notify(args) => {
+            if args.heartbeat {
+                notify::send_heartbeat()?;
+            }
+            let message = notify::message(
+                args.ready,
+                args.status.as_deref(),
+                args.stopping,
+                args.reloading,
+            );
+            if message.is_empty() {
+                return Ok(0);
+            }
+            notify::send_from_child(&message)
+        }
     }
 }
 

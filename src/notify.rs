@@ -343,6 +343,29 @@ pub fn message(ready: bool, status: Option<&str>, stopping: bool, reloading: boo
     lines.join("\n")
 }
 
+/// `herd notify --heartbeat`: one atomic add to the caller's scoreboard
+/// slot (`HERD_SCOREBOARD`, `HERD_SLOT`), or `WATCHDOG=1` on
+/// `$NOTIFY_SOCKET` for a supervisor without a scoreboard (systemd's).
+pub fn send_heartbeat() -> Result<u8, Failure> {
+    let var = |key| std::env::var(key).ok().filter(|value| !value.is_empty());
+    let (Some(path), Some(slot)) = (var("HERD_SCOREBOARD"), var("HERD_SLOT")) else {
+        if var(NOTIFY_SOCKET).is_none() {
+            return Err(Failure::new(
+                "sending a heartbeat",
+                format!("neither HERD_SCOREBOARD and HERD_SLOT nor {NOTIFY_SOCKET} is set"),
+            ));
+        }
+        return send_from_child("WATCHDOG=1");
+    };
+    let doing = format!("sending a heartbeat to slot {slot} of {path}");
+    let index = slot
+        .parse::<usize>()
+        .map_err(|_| Failure::new(&doing, format!("HERD_SLOT={slot} is not a slot number")))?;
+    crate::scoreboard::bump_heartbeat(std::path::Path::new(&path), index)
+        .map_err(|why| Failure::new(&doing, why.to_string()))?;
+    Ok(0)
+}
+
 /// Sends `message` to `$NOTIFY_SOCKET`, then waits (a little) until the
 /// receiver has read it: a second datagram carries the write end of a
 /// pipe, which the receiver closes once it has read both (systemd's

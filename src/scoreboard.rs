@@ -68,6 +68,8 @@ mod slot {
     pub const LAST_EXIT: usize = 10;
     pub const WATCHDOG_SEEN: usize = 11;
     pub const NOT_LIVE: usize = 12;
+    pub const WATCHDOG: usize = 13;
+    pub const NO_HEARTBEAT: usize = 14;
     pub const NAME: usize = 16;
     pub const NAME_WORDS: usize = 8;
     pub const STATUS: usize = 24;
@@ -161,6 +163,10 @@ fn encode_row(row: &Row, now: Instant, monotonic: Duration) -> [u64; SLOT_WORDS]
     words[slot::LAST_EXIT] = encode_exit(row.last_exit);
     words[slot::WATCHDOG_SEEN] = micros(row.watchdog_at);
     words[slot::NOT_LIVE] = u64::from(row.not_live);
+    words[slot::WATCHDOG] = row.watchdog.map_or(0, |period| {
+        u64::try_from(period.as_micros()).unwrap_or(u64::MAX)
+    });
+    words[slot::NO_HEARTBEAT] = u64::from(row.no_heartbeat);
     let texts = [
         (row.name, slot::NAME, slot::NAME_WORDS),
         (
@@ -302,6 +308,14 @@ impl Board {
     pub fn remove(self) {
         let _ = fs::remove_file(&self.path);
     }
+
+    /// Each slot's heartbeat counter, which its process adds to.
+    pub fn heartbeats(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.written.len()).map(|index| {
+            self.words
+                .load(slot_start(index) + slot::HEARTBEAT, Ordering::Relaxed)
+        })
+    }
 }
 
 fn slot_start(index: usize) -> usize {
@@ -377,6 +391,48 @@ fn process_state(pid: u32) -> Option<char> {
     // and parentheses included: the state follows the last `)`.
     let (_, rest) = stat.rsplit_once(')')?;
     rest.trim_start().chars().next()
+}
+
+/// Adds 1 to the heartbeat counter of slot `index` of the scoreboard at
+/// `path`, as a process does with one atomic add on its own mapping.
+pub fn bump_heartbeat(path: &Path, index: usize) -> Result<(), Unreadable> {
+    let file = match File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unreadable::Missing),
+        Err(e) => return Err(Unreadable::Other(crate::error::describe(&e))),
+    };
+    let length = file
+        .metadata()
+        .map_err(|e| Unreadable::Other(crate::error::describe(&e)))?
+        .len();
+    let words = slot_start(index.saturating_add(1));
+    if length < u64::try_from(words.saturating_mul(8)).unwrap_or(u64::MAX) {
+        return Err(Unreadable::Damaged(format!(
+            "{length} bytes hold no slot {index}"
+        )));
+    }
+    let map = SharedWords::map(&file, words, true)
+        .map_err(|e| Unreadable::Other(crate::error::describe(&e)))?;
+    let header = |at| map.load(at, Ordering::Acquire);
+    if header(header::MAGIC) != MAGIC || header(header::VERSION) != LAYOUT_VERSION {
+        return Err(Unreadable::Damaged("no scoreboard magic".to_string()));
+    }
+    if u64::try_from(index).map_or(true, |index| index >= header(header::SLOTS)) {
+        return Err(Unreadable::Damaged(format!(
+            "it has {} slots, not slot {index}",
+            header(header::SLOTS)
+        )));
+    }
+    map.fetch_add(slot_start(index) + slot::HEARTBEAT, 1, Ordering::Relaxed);
+    if map.is_lost() {
+        return Err(Unreadable::Damaged("it was truncated".to_string()));
+    }
+    Ok(())
 }
 
 /// How often a reader tries for a moment when no slot was being written.
@@ -499,8 +555,17 @@ fn decode_row(words: &[u64; SLOT_WORDS], ago: &impl Fn(u64) -> Duration) -> Proc
             at => ago(at),
         },
         restarts: clamp(words[slot::RESTARTS]),
-        last_exit: decode_exit(words[slot::LAST_EXIT])
-            .map(|status| crate::core::describe_end(status, words[slot::NOT_LIVE] == 1)),
+        last_exit: decode_exit(words[slot::LAST_EXIT]).map(|status| {
+            let period = Duration::from_micros(words[slot::WATCHDOG]);
+            let no_heartbeat = words[slot::NO_HEARTBEAT] == 1 && !period.is_zero();
+            crate::core::describe_end(
+                status,
+                crate::core::EndCause::from_flags(
+                    words[slot::NOT_LIVE] == 1,
+                    no_heartbeat.then_some(period),
+                ),
+            )
+        }),
         reload: optional(text(slot::RELOAD, slot::RELOAD_WORDS)),
         status_text: optional(text(slot::STATUS, slot::STATUS_WORDS)),
         watchdog: match words[slot::WATCHDOG_SEEN] {
@@ -550,6 +615,8 @@ mod tests {
             status_text: None,
             watchdog_at: None,
             not_live: false,
+            watchdog: None,
+            no_heartbeat: false,
         }
     }
 
@@ -652,6 +719,48 @@ mod tests {
         assert!(board.publish([row("web", 2)].into_iter(), now));
         assert_eq!(board.words.load(heartbeat, Ordering::Acquire), 1);
         assert_eq!(read(&dir.0).unwrap().processes[0].generation, 2);
+    }
+
+    #[test]
+    fn a_heartbeat_is_one_add_at_the_documented_byte_and_bad_slots_are_refused() {
+        let dir = Dir::new("bump");
+        let board = Board::create(&dir.0, 3, 1).unwrap();
+        let path = dir.0.join(FILE);
+        bump_heartbeat(&path, 2).unwrap();
+        bump_heartbeat(&path, 2).unwrap();
+        // herd(1): byte 128 + 512*I + 8, little-endian.
+        let bytes = fs::read(&path).unwrap();
+        let at = 128 + 512 * 2 + 8;
+        assert_eq!(u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()), 2);
+        assert_eq!(board.heartbeats().collect::<Vec<_>>(), [0, 0, 2]);
+        for slot in [3, usize::MAX] {
+            let error = bump_heartbeat(&path, slot).unwrap_err().to_string();
+            assert!(error.contains("slot"), "{slot}: {error}");
+        }
+        fs::write(dir.0.join("other"), vec![0u8; 4096]).unwrap();
+        assert!(matches!(
+            bump_heartbeat(&dir.0.join("other"), 0),
+            Err(Unreadable::Damaged(_))
+        ));
+        assert_eq!(
+            bump_heartbeat(&dir.0.join("none"), 0),
+            Err(Unreadable::Missing)
+        );
+    }
+
+    #[test]
+    fn a_watchdog_kill_is_read_back_as_the_reason_of_the_last_exit() {
+        let dir = Dir::new("nobeat");
+        let mut board = Board::create(&dir.0, 1, 1).unwrap();
+        let mut web = row("web", 1);
+        web.last_exit = Some(WaitStatus::Signaled(libc::SIGTERM));
+        web.watchdog = Some(Duration::from_secs(5));
+        web.no_heartbeat = true;
+        assert!(board.publish([web].into_iter(), Instant::now()));
+        assert_eq!(
+            read(&dir.0).unwrap().processes[0].last_exit.as_deref(),
+            Some("no heartbeat for 5s: killed by SIGTERM")
+        );
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct ProcessSpec {
     pub sockets: Option<Vec<String>>,
     /// Its liveness check, if it has one (`--live`).
     pub live: crate::live::Liveness,
+    /// `--watchdog`: how long its heartbeat may stay still before it is
+    /// stopped and goes through its restart policy.
+    pub watchdog: Option<Duration>,
 }
 
 /// The settings every process starts from, before its own are applied.
@@ -86,6 +89,7 @@ pub struct Defaults {
     pub grace: Duration,
     pub ready_timeout: Duration,
     pub live: crate::live::Liveness,
+    pub watchdog: Option<Duration>,
 }
 
 impl Default for Defaults {
@@ -96,6 +100,7 @@ impl Default for Defaults {
             grace: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(30),
             live: crate::live::Liveness::default(),
+            watchdog: None,
         }
     }
 }
@@ -115,6 +120,7 @@ impl ProcessSpec {
             instances: 1,
             sockets: None,
             live: defaults.live.clone(),
+            watchdog: defaults.watchdog,
         }
     }
 
@@ -122,7 +128,8 @@ impl ProcessSpec {
     /// the value of a per-process flag: `restart=always`, `grace=5`,
     /// `stop-signal=INT`, `ready=tcp:8080`, `ready-timeout=60`, `oneshot`,
     /// `instances=3` (a Procfile note only), `live=tcp:8080`,
-    /// `live-interval=5`, `live-failures=3`, `live-grace=10`.
+    /// `live-interval=5`, `live-failures=3`, `live-grace=10`, `watchdog=5`
+    /// (0: none).
     pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
         let value_of = |key: &str| value.ok_or_else(|| format!("'{key}' needs a value: {key}=..."));
         match key {
@@ -131,6 +138,7 @@ impl ProcessSpec {
             "stop-signal" => self.stop_signal = signals::parse(value_of(key)?)?,
             "ready" => self.ready = parse_ready(value_of(key)?)?,
             "ready-timeout" => self.ready_timeout = parse_seconds(value_of(key)?)?,
+            "watchdog" => self.watchdog = parse_watchdog(value_of(key)?)?,
             "sockets" => self.sockets = Some(parse_socket_names(value_of(key)?)),
             "oneshot" => match value {
                 None | Some("true" | "yes") => self.oneshot = true,
@@ -279,6 +287,25 @@ fn parse_port(port: &str) -> Result<TcpPort, String> {
 }
 
 /// Seconds as a decimal number, at most `MAX_SECONDS`: `10`, `0.5`.
+/// The shortest watchdog: herd looks at heartbeats ten times a period, and
+/// a period shorter than this would have it do little else.
+pub const MIN_WATCHDOG: Duration = Duration::from_millis(100);
+
+/// A watchdog period; 0 turns the watchdog off, as systemd's `WatchdogSec=0`.
+fn parse_watchdog(text: &str) -> Result<Option<Duration>, String> {
+    let period = parse_seconds(text)?;
+    if period.is_zero() {
+        return Ok(None);
+    }
+    if period < MIN_WATCHDOG {
+        return Err(format!(
+            "'{text}' is shorter than the shortest watchdog ({}s)",
+            MIN_WATCHDOG.as_secs_f64()
+        ));
+    }
+    Ok(Some(period))
+}
+
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs = text
         .parse::<f64>()
@@ -333,6 +360,25 @@ mod tests {
         assert_eq!(web.ready, Ready::Fd(3));
         web.apply("ready", Some("fd:1023")).unwrap();
         assert_eq!(web.ready, Ready::Fd(1023));
+    }
+
+    #[test]
+    fn a_watchdog_is_seconds_zero_turns_it_off_and_a_tiny_one_is_refused() {
+        let mut web = spec();
+        assert_eq!(web.watchdog, None);
+        web.apply("watchdog", Some("2.5")).unwrap();
+        assert_eq!(web.watchdog, Some(Duration::from_millis(2500)));
+        web.apply("watchdog", Some("0")).unwrap();
+        assert_eq!(web.watchdog, None);
+        for (value, why) in [
+            ("0.01", "shorter than the shortest watchdog (0.1s)"),
+            ("-5", "not a number of seconds"),
+            ("NaN", "not a number of seconds"),
+            ("1e300", "more than a year"),
+        ] {
+            let error = web.apply("watchdog", Some(value)).unwrap_err();
+            assert!(error.contains(why), "{value}: {error}");
+        }
     }
 
     #[test]

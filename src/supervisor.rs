@@ -123,6 +123,11 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
     // exists: it is herd's, and no child may get it unchanged.
     let manager_socket = std::env::var(notify::NOTIFY_SOCKET).ok();
     std::env::remove_var(notify::NOTIFY_SOCKET);
+    // Another supervisor's heartbeat slot and watchdog are not this herd's
+    // children's: each gets its own, or none.
+    for key in HEARTBEAT_VARIABLES.iter().chain(&WATCHDOG_VARIABLES) {
+        std::env::remove_var(key);
+    }
     // Blocked since herd's first instruction (sys::entry); checked here,
     // before any thread exists, so that every thread inherits the full
     // mask and signals reach only the signalfd.
@@ -182,6 +187,30 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         None => None,
     };
     crate::watch::start(&args.watch, inbox.clone())?;
+    if let Some(dir) = service
+        .paths()
+        .and_then(|paths| paths.dir.as_deref())
+        .filter(|_| board.is_some())
+    {
+        let path = dir
+            .join(crate::scoreboard::FILE)
+            .to_string_lossy()
+            .into_owned();
+        for (slot, launch) in launches.iter_mut().enumerate() {
+            launch
+                .env
+                .retain(|(key, _)| !HEARTBEAT_VARIABLES.contains(&key.as_str()));
+            let [file, index] = HEARTBEAT_VARIABLES;
+            launch.env.push((file.to_string(), path.clone()));
+            launch.env.push((index.to_string(), slot.to_string()));
+        }
+    } else if single && units.iter().any(|unit| unit.spec.watchdog.is_some()) {
+        return Err(Failure::new(
+            "reading arguments",
+            "--watchdog: a single command under herd run has no scoreboard and no \
+             NOTIFY_SOCKET to send a heartbeat to (use herd start, or a group)",
+        ));
+    }
     // A group's processes may tell herd they are ready, their status, their
     // heartbeat; a single command is herd's whole job and says it by running.
     if !single {
@@ -300,11 +329,18 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         upward,
         health,
         board,
+        heartbeats: Vec::new(),
     };
     let result = executor.run(&signals, &events);
     executor.output.drain(output::OUTPUT_DRAIN);
     result
 }
+
+/// How a child finds its heartbeat: the scoreboard's path and its slot.
+const HEARTBEAT_VARIABLES: [&str; 2] = ["HERD_SCOREBOARD", "HERD_SLOT"];
+
+/// systemd's watchdog variables, for a process with `--watchdog`.
+const WATCHDOG_VARIABLES: [&str; 2] = ["WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// The scoreboard of `dir`, with a slot for each of `units`.
 fn make_board(dir: &std::path::Path, units: usize) -> Result<Board, Failure> {
@@ -462,6 +498,8 @@ struct Executor<'a> {
     health: Option<Arc<crate::health::Published>>,
     /// The scoreboard of the state directory, when there is one.
     board: Option<Board>,
+    /// Each slot's heartbeat counter when the loop last looked.
+    heartbeats: Vec<u64>,
 }
 
 impl Executor<'_> {
@@ -490,6 +528,10 @@ impl Executor<'_> {
             } else {
                 self.next_group_poll = None;
             }
+            if let Some(poll) = self.table.heartbeat_poll() {
+                let look = core::deadline(now, poll);
+                due = Some(due.map_or(look, |d| d.min(look)));
+            }
             let timeout = due.map(|at| at.saturating_duration_since(now));
             if let Some(board) = &self.board {
                 board.loop_state(true);
@@ -499,6 +541,7 @@ impl Executor<'_> {
             if let Some(board) = &self.board {
                 board.loop_state(false);
             }
+            self.look_at_heartbeats();
             if woken.signals {
                 while let Some(signal) = signals
                     .take()
@@ -590,6 +633,29 @@ impl Executor<'_> {
         }
     }
 
+    /// Tells the table of every heartbeat counter that moved since the
+    /// last look: a few loads, on every wake-up.
+    fn look_at_heartbeats(&mut self) {
+        let Some(board) = &self.board else {
+            return;
+        };
+        let mut moved = Vec::new();
+        for (slot, count) in board.heartbeats().enumerate() {
+            match self.heartbeats.get_mut(slot) {
+                Some(seen) if *seen == count => {}
+                Some(seen) => {
+                    *seen = count;
+                    moved.push(slot);
+                }
+                // The first look: where the counter starts.
+                None => self.heartbeats.push(count),
+            }
+        }
+        for slot in moved {
+            self.handle(Input::Heartbeat(slot));
+        }
+    }
+
     /// Writes what changed to the scoreboard. One that someone truncated or
     /// removed is made anew, once per loss: readers said so meanwhile.
     fn publish(&mut self, now: Instant) {
@@ -610,6 +676,8 @@ impl Executor<'_> {
                 None
             }
         });
+        // A new file's counters start again.
+        self.heartbeats.clear();
         let what = if self.board.is_some() {
             "made a new one"
         } else {
@@ -907,13 +975,26 @@ impl Executor<'_> {
             _ => None,
         };
         let sockets = self.sockets.fds(&launch.sockets);
+        let mut env = launch.env.clone();
+        let watchdog = table_unit.spec.watchdog;
+        if let Some(period) = watchdog {
+            env.push((
+                WATCHDOG_VARIABLES[0].to_string(),
+                period.as_micros().to_string(),
+            ));
+        }
         let setup = ChildSetup {
             mask: self.caller_mask,
             take_terminal,
             stdio: [stdin, output_write, output_write],
-            env: &launch.env,
+            env: &env,
             sockets: &sockets,
             socket_names: &launch.socket_names,
+            pid_variables: if watchdog.is_some() {
+                &WATCHDOG_VARIABLES[1..]
+            } else {
+                &[]
+            },
             ready_fd: ready_pipe
                 .as_ref()
                 .map(|((_, write_end), number)| (write_end.as_fd(), *number)),

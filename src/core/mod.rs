@@ -14,6 +14,7 @@ mod reload;
 mod restart;
 #[cfg(test)]
 mod tests;
+mod watchdog;
 
 use crate::control::Command;
 use crate::error::{Failure, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
@@ -164,6 +165,8 @@ pub enum Input {
         instance: InstanceId,
         result: Result<(), String>,
     },
+    /// The heartbeat counter in this unit's scoreboard slot moved.
+    Heartbeat(usize),
 }
 
 /// Which processes a signal is for.
@@ -313,10 +316,14 @@ pub struct Row<'a> {
     pub reload: Option<String>,
     /// What the process last said with `STATUS=`.
     pub status_text: Option<&'a str>,
-    /// When it last said `WATCHDOG=1`.
+    /// When its heartbeat last moved (or it said `WATCHDOG=1`).
     pub watchdog_at: Option<Instant>,
     /// Its last run was stopped for failing its liveness check.
     pub not_live: bool,
+    /// Its `--watchdog` period.
+    pub watchdog: Option<Duration>,
+    /// Its last run was stopped for having no heartbeat for its period.
+    pub no_heartbeat: bool,
 }
 
 impl Row<'_> {
@@ -330,9 +337,15 @@ impl Row<'_> {
                 .started_at
                 .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
             restarts: self.restarts,
-            last_exit: self
-                .last_exit
-                .map(|status| describe_end(status, self.not_live)),
+            last_exit: self.last_exit.map(|status| {
+                describe_end(
+                    status,
+                    EndCause::from_flags(
+                        self.not_live,
+                        self.watchdog.filter(|_| self.no_heartbeat),
+                    ),
+                )
+            }),
             reload: self.reload.clone(),
             status_text: self.status_text.map(str::to_string),
             watchdog: self.watchdog_at.map(|at| now.saturating_duration_since(at)),
@@ -366,6 +379,8 @@ pub struct Instance {
     superseded: bool,
     notified: Notified,
     live: live::Live,
+    /// Its watchdog ran out (and it is being stopped for it).
+    no_heartbeat: bool,
 }
 
 impl Instance {
@@ -385,6 +400,7 @@ impl Instance {
             superseded: false,
             notified: Notified::default(),
             live: live::Live::default(),
+            no_heartbeat: false,
         }
     }
 }
@@ -398,6 +414,8 @@ pub struct Unit {
     pub instances: Vec<Instance>,
     pub restarts: u32,
     pub last_exit: Option<WaitStatus>,
+    /// Its last run was stopped by its watchdog.
+    ended_without_heartbeat: bool,
     pub stdin_pipe: bool,
     generations: u32,
     backoff: Backoff,
@@ -487,13 +505,38 @@ pub fn describe(status: WaitStatus) -> String {
     }
 }
 
-/// `describe`, and why herd stopped the process when it failed its
-/// liveness check.
-pub fn describe_end(status: WaitStatus, not_live: bool) -> String {
-    if not_live {
-        format!("{} (not live)", describe(status))
-    } else {
-        describe(status)
+/// Why a process's last run ended, when herd ended it for a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    /// It ended by itself, or was stopped as asked.
+    Own,
+    /// It failed its liveness check.
+    NotLive,
+    /// Its heartbeat stayed still for its `--watchdog` period.
+    NoHeartbeat(Duration),
+}
+
+impl EndCause {
+    /// From the two flags a row (or a scoreboard slot) keeps; a run stopped
+    /// for both reasons is told by its heartbeat, which ran out first.
+    pub fn from_flags(not_live: bool, no_heartbeat: Option<Duration>) -> EndCause {
+        match (no_heartbeat, not_live) {
+            (Some(period), _) => EndCause::NoHeartbeat(period),
+            (None, true) => EndCause::NotLive,
+            (None, false) => EndCause::Own,
+        }
+    }
+}
+
+/// `describe`, and why herd stopped the process: `exit 0 (not live)`,
+/// `no heartbeat for 5s: killed by SIGTERM`.
+pub fn describe_end(status: WaitStatus, cause: EndCause) -> String {
+    match cause {
+        EndCause::Own => describe(status),
+        EndCause::NotLive => format!("{} (not live)", describe(status)),
+        EndCause::NoHeartbeat(period) => {
+            format!("no heartbeat for {}: {}", seconds(period), describe(status))
+        }
     }
 }
 
@@ -518,6 +561,7 @@ impl Table {
                 instances: Vec::new(),
                 restarts: 0,
                 last_exit: None,
+                ended_without_heartbeat: false,
                 stdin_pipe: setup.stdin_pipe,
                 generations: 0,
                 backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
@@ -598,6 +642,7 @@ impl Table {
             }
             Input::Notify { pid, pgid, notice } => self.on_notice(pid, pgid, notice, now, &mut out),
             Input::Live { instance, result } => self.on_live(instance, result, now, &mut out),
+            Input::Heartbeat(unit) => self.on_heartbeat(unit, now),
         }
         self.advance(now, &mut out);
         self.advance_live(now, &mut out);
@@ -621,6 +666,9 @@ impl Table {
                     _ => {}
                 }
                 if let Some(at) = instance.linger_until.filter(|_| instance.output_open) {
+                    earliest(at);
+                }
+                if let Some(at) = watchdog::heartbeat_due(&unit.spec, instance) {
                     earliest(at);
                 }
             }
@@ -793,6 +841,8 @@ impl Table {
             status_text: current.and_then(|i| i.notified.status.as_deref()),
             watchdog_at: current.and_then(|i| i.notified.watchdog_at),
             not_live: unit.ended_not_live,
+            watchdog: unit.spec.watchdog,
+            no_heartbeat: unit.ended_without_heartbeat,
         }
     }
 
@@ -865,6 +915,7 @@ impl Table {
                     } if at <= now => self.kill(unit, index, out),
                     _ => {}
                 }
+                self.check_heartbeat(unit, index, now, out);
             }
             let lingered = self.units[unit].instances.iter().any(|i| {
                 i.pid.is_none() && i.pgid.is_none() && i.linger_until.is_some_and(|at| at <= now)
@@ -1161,6 +1212,7 @@ impl Table {
         } else {
             u.last_exit = Some(status);
             u.ended_not_live = instance.live.failed;
+            u.ended_without_heartbeat = instance.no_heartbeat;
             u.spec.name.clone()
         };
         instance.pid = None;
@@ -1259,7 +1311,8 @@ impl Table {
                     let r = r && !instance.superseded;
                     requested = Some(requested.unwrap_or(false) || r);
                 }
-                timed_out |= (instance.timed_out || instance.live.failed) && !instance.superseded;
+                timed_out |= (instance.timed_out || instance.live.failed || instance.no_heartbeat)
+                    && !instance.superseded;
             }
             !gone
         });
@@ -1291,7 +1344,9 @@ impl Table {
         if requested {
             return;
         }
-        let failed = u.last_exit != Some(WaitStatus::Exited(0)) || u.ended_not_live;
+        let failed = u.last_exit != Some(WaitStatus::Exited(0))
+            || u.ended_not_live
+            || u.ended_without_heartbeat;
         let restart = match u.spec.restart {
             Restart::Always => true,
             Restart::OnFailure => failed,

@@ -2470,3 +2470,109 @@ fn results_of_a_stopping_process_count_for_nothing() {
     let again = sim.live("web", Err("refused"));
     assert!(lines(&again).is_empty(), "{again:?}");
 }
+
+// --- watchdog ----------------------------------------------------------
+
+fn watched(restart: &str) -> Sim {
+    let web = with(spec("web"), "watchdog", Some("5"));
+    Sim::group(vec![with(web, "restart", Some(restart))])
+}
+
+#[test]
+fn a_process_whose_heartbeat_stays_still_for_its_period_is_stopped_and_restarted() {
+    let mut sim = watched("on-failure");
+    let first = sim.id("web");
+    assert_eq!(
+        sim.table.next_deadline(),
+        Some(sim.now + Duration::from_secs(5))
+    );
+    assert_eq!(sim.table.heartbeat_poll(), Some(250 * MS));
+    let effects = sim.after(Duration::from_secs(5) - MS);
+    assert!(!has_line(&effects, "no heartbeat"), "{effects:?}");
+    let effects = sim.after(MS);
+    assert!(
+        has_line(&effects, "web: no heartbeat for 5s"),
+        "{effects:?}"
+    );
+    assert!(effects.contains(&Effect::Signal {
+        to: Target::Group(first),
+        signal: TERM
+    }));
+    assert_eq!(
+        sim.table.heartbeat_poll(),
+        None,
+        "a stopping process has its grace"
+    );
+    let effects = sim.terminated(first);
+    assert!(has_line(&effects, "web restarting in 0.1s"), "{effects:?}");
+    let row = sim.table.status(sim.now).into_iter().next().unwrap();
+    assert_eq!(
+        row.last_exit.as_deref(),
+        Some("no heartbeat for 5s: killed by SIGTERM")
+    );
+    sim.after(100 * MS);
+    assert_ne!(sim.id("web"), first, "a new run");
+    assert_eq!(sim.unit("web").restarts, 1);
+}
+
+#[test]
+fn a_process_that_keeps_beating_is_never_stopped() {
+    let mut sim = watched("always");
+    let first = sim.id("web");
+    for _ in 0..100 {
+        let effects = sim.after(Duration::from_secs(4));
+        assert!(!has_line(&effects, "no heartbeat"), "{effects:?}");
+        sim.feed(Input::Heartbeat(0));
+    }
+    let pid = sim.pid("web");
+    for _ in 0..10 {
+        sim.after(Duration::from_secs(4));
+        sim.notify(pid, Some(pid), "WATCHDOG=1");
+    }
+    assert_eq!(sim.id("web"), first);
+    let effects = sim.after(Duration::from_secs(5));
+    assert!(
+        has_line(&effects, "web: no heartbeat for 5s"),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_watchdog_kill_of_a_process_that_never_restarts_stops_the_group() {
+    let mut sim = watched("never");
+    let effects = sim.after(Duration::from_secs(5));
+    sim.obey(&effects);
+    assert_eq!(outcome_code(&sim), 128 + TERM as u8);
+}
+
+#[test]
+fn a_heartbeat_for_a_slot_with_no_unit_or_no_watchdog_changes_nothing() {
+    let mut sim = Sim::group(vec![spec("db")]);
+    assert!(sim.feed(Input::Heartbeat(7)).is_empty());
+    assert!(sim.feed(Input::Heartbeat(0)).is_empty());
+    assert_eq!(sim.table.next_deadline(), None);
+    assert_eq!(sim.table.heartbeat_poll(), None);
+}
+
+#[test]
+fn during_a_reload_a_slot_heartbeat_counts_for_both_generations_and_a_silent_trial_fails() {
+    let web = with(spec("web"), "ready", Some("file:/tmp/up"));
+    let mut sim = Sim::group(vec![with(web, "watchdog", Some("5"))]);
+    let first = sim.id("web");
+    sim.feed(Input::Ready(first));
+    sim.reload(Some("web"));
+    let trial = sim.id("web");
+    assert_ne!(trial, first);
+    for _ in 0..3 {
+        let effects = sim.after(Duration::from_secs(4));
+        assert!(!has_line(&effects, "no heartbeat"), "{effects:?}");
+        sim.feed(Input::Heartbeat(0));
+    }
+    let effects = sim.after(Duration::from_secs(5));
+    assert!(
+        signals(&effects).contains(&(Target::Group(trial), TERM)),
+        "{effects:?}"
+    );
+    let note = sim.note_of("web").unwrap_or_default();
+    assert!(note.contains("no heartbeat for 5s"), "{note}");
+}

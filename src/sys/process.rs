@@ -23,6 +23,9 @@ pub struct ChildSetup<'a> {
     /// `LISTEN_FDNAMES` (these names, joined with ':') and `LISTEN_PID`.
     pub sockets: &'a [BorrowedFd<'a>],
     pub socket_names: &'a str,
+    /// Variables whose value is the child's own pid (`WATCHDOG_PID`), which
+    /// only the child can know: it is forked to write them.
+    pub pid_variables: &'a [&'a str],
     /// A pipe's write end, and the fd number the child gets it at.
     pub ready_fd: Option<(BorrowedFd<'a>, i32)>,
     /// Start the child in a session of its own (`setsid`, as dumb-init
@@ -53,14 +56,20 @@ const KERNEL_SIGSET_BYTES: libc::size_t = 8;
 /// ours runs in the child, and the child's exec errno comes back as this
 /// call's error, so an exec failure is never guessed from an exit code.
 /// A child that gets sockets needs its own pid in `LISTEN_PID`, which only
-/// the child can know: it is forked (see `spawn_forked`).
+/// the child can know: it is forked (see `spawn_forked`), as is one with
+/// other `pid_variables`.
 pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
     let argv = c_strings(argv.iter().map(|arg| arg.as_bytes().to_vec()))?;
     let gets_sockets = !setup.sockets.is_empty();
+    let mut pid_variables = setup.pid_variables.to_vec();
+    if gets_sockets {
+        pid_variables.push("LISTEN_PID");
+    }
     let overridden = |key: &[u8]| {
         setup.env.iter().any(|(set, _)| key == set.as_bytes())
             || LISTEN_VARIABLES
                 .iter()
+                .chain(&pid_variables)
                 .any(|listen| key == listen.as_bytes())
     };
     let inherited = std::env::vars_os()
@@ -70,6 +79,7 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
         .env
         .iter()
         .filter(|(key, _)| !(gets_sockets && LISTEN_VARIABLES.contains(&key.as_str())))
+        .filter(|(key, _)| !pid_variables.contains(&key.as_str()))
         .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()));
     let announced = gets_sockets.then(|| {
         [
@@ -94,8 +104,8 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
             }),
     )?;
     // posix_spawn has no way to take a controlling terminal.
-    if gets_sockets || setup.ready_fd.is_some() || setup.claim_terminal {
-        return spawn_forked(&argv, envp, setup);
+    if !pid_variables.is_empty() || setup.ready_fd.is_some() || setup.claim_terminal {
+        return spawn_forked(&argv, envp, &pid_variables, setup);
     }
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
@@ -141,8 +151,9 @@ struct ForkPlan {
     program: *const libc::c_char,
     argv: *const *mut libc::c_char,
     envp: *const *mut libc::c_char,
-    /// Where the child writes its pid's digits, then a NUL.
-    pid_digits: Option<*mut u8>,
+    /// Where the child writes its pid's digits, then a NUL, once for each
+    /// variable that holds its pid.
+    pid_digits: Vec<*mut u8>,
     /// dup2(source, target) in order; every source is above every target,
     /// so no move overwrites a source a later one needs.
     moves: Vec<(libc::c_int, libc::c_int)>,
@@ -164,7 +175,12 @@ struct ForkPlan {
 /// an exec failure's errno on a close-on-exec pipe, whose end of file tells
 /// herd that the exec happened: exec failures are errors of this call, as
 /// with `posix_spawnp`.
-fn spawn_forked(argv: &[CString], envp: Vec<CString>, setup: &ChildSetup) -> io::Result<LivePid> {
+fn spawn_forked(
+    argv: &[CString],
+    envp: Vec<CString>,
+    pid_variables: &[&str],
+    setup: &ChildSetup,
+) -> io::Result<LivePid> {
     let program = resolve_program(
         argv.first()
             .map_or(OsStr::new(""), |p| OsStr::from_bytes(p.as_bytes())),
@@ -198,19 +214,28 @@ fn spawn_forked(argv: &[CString], envp: Vec<CString>, setup: &ChildSetup) -> io:
         next = next.max(target.saturating_add(1));
     }
     other_fds.push((next as libc::c_uint, libc::c_uint::MAX));
-    let mut pid_entry = (!setup.sockets.is_empty()).then(|| {
-        let mut entry = b"LISTEN_PID=".to_vec();
-        entry.extend_from_slice(&[b'0'; PID_DIGITS + 1]);
-        entry
-    });
+    let mut pid_entries: Vec<(Vec<u8>, usize)> = pid_variables
+        .iter()
+        .map(|name| {
+            let mut entry = name.as_bytes().to_vec();
+            entry.push(b'=');
+            let prefix = entry.len();
+            entry.extend_from_slice(&[b'0'; PID_DIGITS + 1]);
+            (entry, prefix)
+        })
+        .collect();
     let argv_ptrs = null_terminated(argv);
     let mut envp_ptrs = null_terminated(&envp);
-    let pid_digits = pid_entry.as_mut().map(|entry| {
-        // Before the terminating null pointer.
-        envp_ptrs.insert(envp_ptrs.len() - 1, entry.as_mut_ptr().cast());
-        // SAFETY: the entry is "LISTEN_PID=" and PID_DIGITS + 1 bytes.
-        unsafe { entry.as_mut_ptr().add(b"LISTEN_PID=".len()) }
-    });
+    let pid_digits = pid_entries
+        .iter_mut()
+        .map(|(entry, prefix)| {
+            // Before the terminating null pointer.
+            envp_ptrs.insert(envp_ptrs.len() - 1, entry.as_mut_ptr().cast());
+            // SAFETY: the entry is "NAME=" (`prefix` bytes) and
+            // PID_DIGITS + 1 bytes.
+            unsafe { entry.as_mut_ptr().add(*prefix) }
+        })
+        .collect();
     // SAFETY: sigaction is plain data; zeroed is SIG_DFL, no flags, empty mask.
     let default_action: libc::sigaction = unsafe { mem::zeroed() };
     let plan = ForkPlan {
@@ -322,8 +347,11 @@ unsafe fn exec_child(plan: &ForkPlan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
-    if let Some(digits) = plan.pid_digits {
-        write_decimal(digits, libc::getpid());
+    if !plan.pid_digits.is_empty() {
+        let pid = libc::getpid();
+        for &digits in &plan.pid_digits {
+            write_decimal(digits, pid);
+        }
     }
     if libc::sigprocmask(libc::SIG_SETMASK, &plan.mask, ptr::null_mut()) == -1 {
         fail(plan.error_pipe);

@@ -18,3 +18,4 @@ mod rootless;
 mod run;
 mod stop;
 mod util;
+mod watchdog;
