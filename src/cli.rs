@@ -294,6 +294,12 @@ pub const RUN_FLAGS: &[Flag] = &[
     ),
     flag(
         None,
+        "no-death-signal",
+        None,
+        "processes keep running when herd dies (default: each gets its stop signal)",
+    ),
+    flag(
+        None,
         "warn-zombies",
         None,
         "say on stderr every orphaned descendant herd reaps",
@@ -536,6 +542,9 @@ pub struct RunArgs {
     /// dumb-init means them; `None`: herd's own way.
     pub setsid: Option<bool>,
     pub parent_death_signal: Option<i32>,
+    /// Each process gets its stop signal when herd dies (`PR_SET_PDEATHSIG`);
+    /// `--no-death-signal` turns it off.
+    pub death_signal: bool,
     pub warn_zombies: bool,
 }
 
@@ -638,6 +647,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
         exit_ok: Vec::new(),
         setsid: None,
         parent_death_signal: None,
+        death_signal: true,
         warn_zombies: false,
     };
     while let Some(arg) = parser.next().map_err(bad)? {
@@ -797,6 +807,7 @@ fn parse_run(parser: &mut lexopt::Parser, start: bool) -> Result<Request, Failur
                         .map_err(|why| value_failure("parent-death-signal", why))?,
                 )
             }
+            Long("no-death-signal") => run.death_signal = false,
             Long("warn-zombies") => run.warn_zombies = true,
             Short('v') | Long("verbose") => run.verbose = true,
             Short('h') | Long("help") => return Ok(Request::Help(run_help(start))),

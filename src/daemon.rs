@@ -585,6 +585,12 @@ impl Service {
         })
     }
 
+    /// The state directory was left by a supervisor that died, and is
+    /// this one's now, with whatever that one left running.
+    pub fn took_over(&self) -> bool {
+        self.lock.as_ref().is_some_and(|lock| lock.took_over)
+    }
+
     pub fn paths(&self) -> Option<&StatePaths> {
         self.lock.as_ref().map(|lock| &lock.paths)
     }

@@ -17,6 +17,7 @@ mod live;
 mod load;
 mod log;
 mod notify;
+mod orphans;
 mod output;
 mod persona;
 mod probe;

@@ -264,7 +264,12 @@ fn single_command(persona: Persona, command: Vec<OsString>) -> Result<RunArgs, F
         .into_iter()
         .chain(command);
     match cli::parse(words)? {
-        Request::Run(run) => Ok(*run),
+        // As under the tool: its child outlives it (which matters only when
+        // it is not PID 1; a PID 1 that dies takes its namespace along).
+        Request::Run(run) => Ok(RunArgs {
+            death_signal: false,
+            ..*run
+        }),
         other => Err(Failure::new(
             format!("reading {} arguments", persona.name()),
             format!("unexpected request {other:?}"),

@@ -41,6 +41,7 @@ mod header {
     pub const SUPERVISOR_PID: usize = 6;
     pub const SUPERVISOR_SEEN: usize = 7;
     pub const SUPERVISOR_LOOP: usize = 8;
+    pub const SUPERVISOR_START: usize = 9;
 }
 
 /// The SUPERVISOR_LOOP word: what the loop has been doing since
@@ -70,11 +71,14 @@ mod slot {
     pub const NOT_LIVE: usize = 12;
     pub const WATCHDOG: usize = 13;
     pub const NO_HEARTBEAT: usize = 14;
+    pub const PID_START: usize = 15;
     pub const NAME: usize = 16;
     pub const NAME_WORDS: usize = 8;
     pub const STATUS: usize = 24;
     pub const STATUS_WORDS: usize = 16;
     pub const RELOAD: usize = 40;
+    pub const STOP_SIGNAL: usize = 56;
+    pub const GRACE: usize = 57;
     pub const RELOAD_WORDS: usize = 16;
 }
 
@@ -167,6 +171,8 @@ fn encode_row(row: &Row, now: Instant, monotonic: Duration) -> [u64; SLOT_WORDS]
         u64::try_from(period.as_micros()).unwrap_or(u64::MAX)
     });
     words[slot::NO_HEARTBEAT] = u64::from(row.no_heartbeat);
+    words[slot::STOP_SIGNAL] = u64::try_from(row.stop_signal).unwrap_or(0);
+    words[slot::GRACE] = u64::try_from(row.grace.as_micros()).unwrap_or(u64::MAX);
     let texts = [
         (row.name, slot::NAME, slot::NAME_WORDS),
         (
@@ -247,6 +253,14 @@ impl Board {
             u64::from(supervisor),
             Ordering::Relaxed,
         );
+        let started = i32::try_from(supervisor)
+            .ok()
+            .and_then(crate::sys::process::start_ticks);
+        words.store(
+            header::SUPERVISOR_START,
+            started.unwrap_or(0),
+            Ordering::Relaxed,
+        );
         // Working from the start: a reader that comes before the first
         // round sees a supervisor that has just begun, not one lost since boot.
         let micros = u64::try_from(monotonic_now().as_micros()).unwrap_or(u64::MAX);
@@ -272,7 +286,15 @@ impl Board {
             let Some(written) = self.written.get_mut(index) else {
                 break;
             };
-            let words = encode_row(&row, now, monotonic);
+            let mut words = encode_row(&row, now, monotonic);
+            words[slot::PID_START] = match (words[slot::PID], written[slot::PID]) {
+                (0, _) => 0,
+                (pid, before) if pid == before => written[slot::PID_START],
+                (pid, _) => i32::try_from(pid)
+                    .ok()
+                    .and_then(crate::sys::process::start_ticks)
+                    .unwrap_or(0),
+            };
             if words == *written {
                 continue;
             }
@@ -367,8 +389,45 @@ pub struct Snapshot {
     pub supervisor_seen: Duration,
     /// Whether it was waiting for its inputs then.
     pub supervisor_waiting: bool,
+    /// When the supervisor started, in clock ticks since boot (0: unknown).
+    pub supervisor_start: u64,
     pub processes: Vec<ProcessStatus>,
+    /// The process groups the supervisor had, for a herd that takes over
+    /// after it died.
+    pub groups: Vec<Group>,
 }
+
+/// One process's group, as a slot has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub pid: i32,
+    pub pgid: i32,
+    /// When `pid` started, in clock ticks since boot (0: unknown).
+    pub pid_start: u64,
+    pub stop_signal: i32,
+    pub grace: Duration,
+}
+
+fn decode_group(words: &[u64; SLOT_WORDS]) -> Option<Group> {
+    let id = |word: usize| i32::try_from(words[word]).ok().filter(|&id| id > 1);
+    let stop_signal = i32::try_from(words[slot::STOP_SIGNAL])
+        .ok()
+        .filter(|&signal| signal > 0 && signal <= crate::sys::signal::max_signal())
+        .unwrap_or(libc::SIGTERM);
+    Some(Group {
+        name: decode_text(words.get(slot::NAME..slot::NAME + slot::NAME_WORDS)?),
+        pid: id(slot::PID)?,
+        pgid: id(slot::PGID)?,
+        pid_start: words[slot::PID_START],
+        stop_signal,
+        grace: Duration::from_micros(words[slot::GRACE]).min(MAX_GRACE),
+    })
+}
+
+/// The longest grace a takeover gives what a dead supervisor left, whatever
+/// its slot says: the scoreboard may have been written by anyone who could.
+const MAX_GRACE: Duration = Duration::from_secs(300);
 
 impl Snapshot {
     /// Why the supervisor is not doing its job, and since when it has not
@@ -386,11 +445,8 @@ impl Snapshot {
 
 /// The state letter of process `pid` in /proc (`R`, `S`, `T`, ...).
 fn process_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold anything, spaces
-    // and parentheses included: the state follows the last `)`.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
+    let pid = i32::try_from(pid).ok()?;
+    crate::sys::process::proc_stat(pid).map(|stat| stat.state)
 }
 
 /// Adds 1 to the heartbeat counter of slot `index` of the scoreboard at
@@ -504,7 +560,9 @@ fn read_words(map: &SharedWords) -> Result<Snapshot, Unreadable> {
             supervisor: u32::try_from(header(header::SUPERVISOR_PID)).unwrap_or(0),
             supervisor_seen: ago(header(header::SUPERVISOR_SEEN)),
             supervisor_waiting: header(header::SUPERVISOR_LOOP) == LOOP_WAITING,
+            supervisor_start: header(header::SUPERVISOR_START),
             processes: rows.iter().map(|r| decode_row(r, &ago)).collect(),
+            groups: rows.iter().filter_map(decode_group).collect(),
         });
     }
     Err(Unreadable::Busy)
@@ -617,7 +675,38 @@ mod tests {
             not_live: false,
             watchdog: None,
             no_heartbeat: false,
+            stop_signal: libc::SIGTERM,
+            grace: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn each_running_process_is_read_back_as_a_group_with_its_start_and_stop() {
+        let dir = Dir::new("groups");
+        let own = crate::sys::process::own_pid();
+        let mut board = Board::create(&dir.0, 2, u32::try_from(own).unwrap()).unwrap();
+        let mut web = row("web", 1);
+        web.pid = Some(own);
+        web.pgid = Some(own);
+        web.stop_signal = libc::SIGINT;
+        web.grace = Duration::from_millis(1500);
+        let mut db = row("db", 2);
+        db.pid = None;
+        assert!(board.publish([web, db].into_iter(), Instant::now()));
+        let snapshot = read(&dir.0).unwrap();
+        let started = crate::sys::process::start_ticks(own).unwrap();
+        assert_eq!(snapshot.supervisor_start, started);
+        assert_eq!(
+            snapshot.groups,
+            vec![Group {
+                name: "web".into(),
+                pid: own,
+                pgid: own,
+                pid_start: started,
+                stop_signal: libc::SIGINT,
+                grace: Duration::from_millis(1500),
+            }]
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::scoreboard::Board;
 use crate::spec::{ProcessSpec, Ready, TcpCheck, TcpPort};
 use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
+use crate::sys::guard::Guard;
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
 use crate::sys::Pid;
@@ -182,6 +183,15 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         Some(address) => Some(crate::health::serve(address, inbox.clone())?),
         None => None,
     };
+    if let Some(dir) = service
+        .paths()
+        .and_then(|paths| paths.dir.as_deref())
+        .filter(|_| service.took_over())
+    {
+        crate::orphans::stop_left_behind(dir, &signals, &|text| {
+            crate::log::line(format_args!("{text}"))
+        })?;
+    }
     let board = match service.paths().and_then(|paths| paths.dir.as_deref()) {
         Some(dir) => Some(make_board(dir, units.len())?),
         None => None,
@@ -303,6 +313,13 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
             }
         };
     }
+    // A single command with no state directory is herd's fastest case, and
+    // its one process's parent-death signal stops it; the rest get a guard.
+    let guard = if args.death_signal && !is_init && (!single || board.is_some()) {
+        Some(Guard::start().map_err(|e| Failure::io("starting the guard", &e))?)
+    } else {
+        None
+    };
     let table = Table::new(settings, units);
     let mut executor = Executor {
         table,
@@ -330,8 +347,19 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         health,
         board,
         heartbeats: Vec::new(),
+        death_signal: args.death_signal && !is_init,
+        guard,
     };
     let result = executor.run(&signals, &events);
+    // A group still there (one herd could not signal) is the guard's, as
+    // if herd had died.
+    if let Some(guard) = executor
+        .guard
+        .take()
+        .filter(|_| executor.groups.iter().next().is_none())
+    {
+        guard.clean();
+    }
     executor.output.drain(output::OUTPUT_DRAIN);
     result
 }
@@ -500,6 +528,11 @@ struct Executor<'a> {
     board: Option<Board>,
     /// Each slot's heartbeat counter when the loop last looked.
     heartbeats: Vec<u64>,
+    /// Each process gets its stop signal when herd dies. Not as PID 1,
+    /// whose death ends every process of its namespace anyway.
+    death_signal: bool,
+    /// Stops every process group if herd dies without stopping them.
+    guard: Option<Guard>,
 }
 
 impl Executor<'_> {
@@ -764,13 +797,21 @@ impl Executor<'_> {
         match group.members() {
             Members::Some => GroupState::Alive,
             Members::None => {
-                self.groups.remove(&id);
+                self.forget_group(id);
                 GroupState::Empty
             }
             Members::Unsignallable => {
-                self.groups.remove(&id);
+                self.forget_group(id);
                 GroupState::Unreachable
             }
+        }
+    }
+
+    /// The group's token goes, and the guard is told, so that neither ever
+    /// signals its id, which the kernel may give to another process now.
+    fn forget_group(&mut self, id: InstanceId) {
+        if let (Some(group), Some(guard)) = (self.groups.remove(&id), &self.guard) {
+            guard.ended(group.id());
         }
     }
 
@@ -873,7 +914,7 @@ impl Executor<'_> {
             }
             Effect::Forget(instance) => {
                 self.processes.remove(&instance);
-                self.groups.remove(&instance);
+                self.forget_group(instance);
                 self.readers.remove(&instance);
                 self.stdin_pipes.remove(&instance);
                 self.ready_pipes.remove(&instance);
@@ -1000,6 +1041,7 @@ impl Executor<'_> {
                 .map(|((_, write_end), number)| (write_end.as_fd(), *number)),
             new_session: launch.new_session,
             claim_terminal: launch.claim_terminal,
+            death_signal: self.death_signal.then_some(table_unit.spec.stop_signal),
         };
         let shell_argv;
         let argv = match &launch.argv {
@@ -1042,6 +1084,14 @@ impl Executor<'_> {
         }
         if self.single {
             self.took_terminal = take_terminal;
+        }
+        if let Some(guard) = &self.guard {
+            let grace = table_unit.spec.grace.as_micros();
+            guard.started(
+                pid,
+                table_unit.spec.stop_signal,
+                u64::try_from(grace).unwrap_or(u64::MAX),
+            );
         }
         self.groups.insert(instance, LiveGroup::of(&live));
         self.processes.insert(instance, live);

@@ -324,6 +324,10 @@ pub struct Row<'a> {
     pub watchdog: Option<Duration>,
     /// Its last run was stopped for having no heartbeat for its period.
     pub no_heartbeat: bool,
+    /// How it is stopped: what a herd that takes over after this one died
+    /// uses to stop what it left.
+    pub stop_signal: i32,
+    pub grace: Duration,
 }
 
 impl Row<'_> {
@@ -843,6 +847,8 @@ impl Table {
             not_live: unit.ended_not_live,
             watchdog: unit.spec.watchdog,
             no_heartbeat: unit.ended_without_heartbeat,
+            stop_signal: unit.spec.stop_signal,
+            grace: unit.spec.grace,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod datagram;
 mod entry;
 pub mod events;
 pub mod fd;
+pub mod guard;
 pub mod inotify;
 pub mod process;
 pub mod shm;

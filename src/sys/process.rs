@@ -34,6 +34,9 @@ pub struct ChildSetup<'a> {
     /// In its new session, make the terminal on stdin its controlling
     /// terminal (which `release_terminal` freed).
     pub claim_terminal: bool,
+    /// The signal the child gets when herd dies (`PR_SET_PDEATHSIG`), so
+    /// that a killed herd leaves no process running.
+    pub death_signal: Option<i32>,
 }
 
 /// The variables that hand sockets over: herd's own (from systemd) never
@@ -104,7 +107,12 @@ pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
             }),
     )?;
     // posix_spawn has no way to take a controlling terminal.
-    if !pid_variables.is_empty() || setup.ready_fd.is_some() || setup.claim_terminal {
+    // Nor to ask for a parent-death signal.
+    if !pid_variables.is_empty()
+        || setup.ready_fd.is_some()
+        || setup.claim_terminal
+        || setup.death_signal.is_some()
+    {
         return spawn_forked(&argv, envp, &pid_variables, setup);
     }
     let argv_ptrs = null_terminated(&argv);
@@ -157,13 +165,17 @@ struct ForkPlan {
     /// dup2(source, target) in order; every source is above every target,
     /// so no move overwrites a source a later one needs.
     moves: Vec<(libc::c_int, libc::c_int)>,
-    /// Fd ranges (first, last) the child marks close-on-exec: all but its
-    /// targets, so that an fd herd inherited without the flag does not
-    /// reach it either.
+    /// Fd ranges (first, last) the child marks close-on-exec: when it gets
+    /// fds at fixed numbers, all but its targets, so that an fd herd
+    /// inherited without the flag does not reach it either.
     other_fds: Vec<(libc::c_uint, libc::c_uint)>,
     take_terminal: bool,
     new_session: bool,
     claim_terminal: bool,
+    /// The parent-death signal (0: none), and herd's pid, which the child
+    /// checks after asking for it: herd may have died before.
+    death_signal: libc::c_int,
+    parent: Pid,
     highest_signal: libc::c_int,
     default_action: libc::sigaction,
     mask: libc::sigset_t,
@@ -213,7 +225,13 @@ fn spawn_forked(
         }
         next = next.max(target.saturating_add(1));
     }
-    other_fds.push((next as libc::c_uint, libc::c_uint::MAX));
+    // Fds at fixed numbers (sockets, a ready fd) must not meet an inherited
+    // one; otherwise what herd inherited it passes on, as posix_spawn does.
+    if !setup.sockets.is_empty() || setup.ready_fd.is_some() {
+        other_fds.push((next as libc::c_uint, libc::c_uint::MAX));
+    } else {
+        other_fds.clear();
+    }
     let mut pid_entries: Vec<(Vec<u8>, usize)> = pid_variables
         .iter()
         .map(|name| {
@@ -251,6 +269,8 @@ fn spawn_forked(
         take_terminal: setup.take_terminal,
         new_session: setup.new_session,
         claim_terminal: setup.new_session && setup.claim_terminal,
+        death_signal: setup.death_signal.unwrap_or(0),
+        parent: own_pid(),
         highest_signal: signal::max_signal(),
         default_action,
         mask: *setup.mask.as_raw(),
@@ -308,6 +328,15 @@ unsafe fn exec_child(plan: &ForkPlan) -> ! {
         }
     } else {
         libc::setpgid(0, 0);
+    }
+    if plan.death_signal != 0 {
+        // A herd that died before the request leaves the child to init:
+        // it must not start the program herd can no longer stop.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, plan.death_signal, 0, 0, 0) == -1
+            || libc::getppid() != plan.parent
+        {
+            fail(plan.error_pipe);
+        }
     }
     let mut signal = 1;
     while signal <= plan.highest_signal {
@@ -481,6 +510,12 @@ pub enum Members {
 impl LiveGroup {
     pub fn of(leader: &LivePid) -> LiveGroup {
         LiveGroup(leader.0)
+    }
+
+    /// A group a supervisor that died left behind, whose id the caller has
+    /// checked is still that group's (see `start_ticks`).
+    pub fn left_behind(pgid: Pid) -> LiveGroup {
+        LiveGroup(pgid)
     }
 
     pub fn id(&self) -> Pid {
@@ -674,6 +709,66 @@ pub fn send_signal_to_all(signal: i32) -> io::Result<()> {
     check(unsafe { libc::kill(-1, signal) }).map(drop)
 }
 
+/// What /proc says of a process: its state letter (`R`, `S`, `T`, `Z`,
+/// ...) and when it started, in clock ticks since boot, which with the pid
+/// names one process for good, as a pid alone does not once the kernel has
+/// given it to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub pgid: Pid,
+    pub start_ticks: u64,
+}
+
+impl ProcStat {
+    /// Dead, and not yet reaped by its parent.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+pub fn proc_stat(pid: Pid) -> Option<ProcStat> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&stat)
+}
+
+/// When process `pid` started (see `ProcStat`).
+pub fn start_ticks(pid: Pid) -> Option<u64> {
+    proc_stat(pid).map(|stat| stat.start_ticks)
+}
+
+/// Whether any process that is not a zombie is in process group `pgid`,
+/// from /proc: a signal to the group would reach zombies too, which only
+/// their parent can remove (and a parent that never reaps is common as a
+/// container's PID 1).
+pub fn group_has_live_members(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return LiveGroup(pgid).members() != Members::None;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<Pid>().ok())
+        .filter_map(proc_stat)
+        .any(|stat| stat.pgid == pgid && !stat.is_zombie())
+}
+
+/// Fields 3, 5 and 22 of a `/proc/PID/stat` line; the command (field 2) is in
+/// parentheses and may hold spaces and parentheses itself.
+fn parse_proc_stat(stat: &[u8]) -> Option<ProcStat> {
+    let after_command = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(after_command + 1..)?).ok()?;
+    // Fields from the third on; the 22nd is the 20th of these.
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgid = fields.nth(1)?.parse().ok()?;
+    let start_ticks = fields.nth(16)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        pgid,
+        start_ticks,
+    })
+}
+
 pub fn own_pid() -> Pid {
     // SAFETY: getpid cannot fail.
     unsafe { libc::getpid() }
@@ -767,6 +862,24 @@ pub fn stop_self() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_start_time_past_a_command_with_spaces_and_parentheses() {
+        let stat =
+            b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(
+            parse_proc_stat(stat),
+            Some(ProcStat {
+                state: 'S',
+                pgid: 4242,
+                start_ticks: 987_654
+            })
+        );
+        assert_eq!(parse_proc_stat(b"4242 (x) S 1 2 3"), None);
+        assert_eq!(parse_proc_stat(b"no parenthesis"), None);
+        let own = start_ticks(own_pid()).expect("herd's own /proc/PID/stat");
+        assert_eq!(start_ticks(own_pid()), Some(own));
+    }
 
     #[test]
     fn writes_any_pid_into_its_slot_with_a_nul() {

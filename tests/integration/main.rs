@@ -11,6 +11,7 @@ mod listen;
 mod live;
 mod loop_faults;
 mod notify;
+mod orphans;
 mod output;
 mod persona;
 mod reload;

@@ -313,6 +313,11 @@ pub fn process_name(pid: u32) -> String {
         .to_string()
 }
 
+/// Whether `pid` is a herd's guard (man herd, "When herd is killed").
+pub fn is_guard(pid: u32) -> bool {
+    process_name(pid) == "herd-guard"
+}
+
 pub fn zombie_children(pid: u32) -> usize {
     children_of(pid)
         .into_iter()

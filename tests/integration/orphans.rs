@@ -1,0 +1,231 @@
+//! No orphan outlives a killed herd, through the real binary: a `herd start`
+//! that takes over the state directory of a supervisor killed with SIGKILL
+//! stops what it left (and leaves alone a pid that is another process's
+//! now); a foreground herd killed with SIGKILL takes its processes along
+//! (its guard and each process's parent-death signal), unless
+//! `--no-death-signal`.
+
+use crate::util::*;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+/// A process that ignores SIGTERM, as its two children do (an ignored
+/// signal stays ignored across exec): only SIGKILL of the whole group ends
+/// it.
+const STUBBORN: &str = "stubborn=trap '' TERM; sleep 1000 & sleep 1001";
+
+/// A `sh -c` line whose shell forks its command: the shell's death alone
+/// leaves the `sleep`.
+const FORKING: &str = "forking=sleep 1000";
+
+const POLITE: &str = "polite=exec sleep 1000";
+
+/// `herd start` of the three in `dir`, with a grace of 1 s.
+fn start(dir: &TempDir, marker: &Marker, extra: &[&str]) -> Outcome {
+    let mut command = herd();
+    command
+        .args(["start", "--state-dir"])
+        .arg(dir.join("state"))
+        .args(["--grace", "1"])
+        .args(extra)
+        .args(["-c", STUBBORN, "-c", FORKING, "-c", POLITE]);
+    marker.apply(&mut command);
+    let outcome = run_to_end(&mut command);
+    outcome.check(outcome.code() == 0, "herd start failed");
+    outcome
+}
+
+fn supervisor_pid(dir: &TempDir) -> u32 {
+    let text = fs::read_to_string(dir.join("state/pid")).unwrap_or_default();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid in {}/state/pid: {text:?}", dir.0.display()))
+}
+
+/// The marked processes but the supervisor (and its guard, a clone of it).
+fn processes_of_group(marker: &Marker) -> Vec<u32> {
+    marker
+        .processes()
+        .into_iter()
+        .filter(|&pid| {
+            !fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.ends_with("herd"))
+        })
+        .collect()
+}
+
+/// SIGKILLs the supervisor of `dir`, and waits until it is gone.
+fn kill_supervisor(dir: &TempDir) {
+    let supervisor = supervisor_pid(dir);
+    send_signal(supervisor, "KILL");
+    wait_until(
+        "the killed supervisor to be gone",
+        || !is_alive(supervisor),
+        String::new,
+    );
+}
+
+fn log(dir: &TempDir) -> String {
+    fs::read_to_string(dir.join("state/log")).unwrap_or_default()
+}
+
+fn stop(dir: &TempDir) {
+    let _ = run_to_end(herd().args(["stop", "--state-dir"]).arg(dir.join("state")));
+}
+
+#[test]
+fn a_start_after_sigkill_of_a_detached_supervisor_stops_every_process_it_left() {
+    let dir = TempDir::new("orphans-takeover");
+    let marker = Marker::new("takeover");
+    // No death signal and so no guard: what is left is the takeover's.
+    start(&dir, &marker, &["--no-death-signal"]);
+    let old = processes_of_group(&marker);
+    assert_eq!(old.len(), 6, "three processes and three children: {old:?}");
+    kill_supervisor(&dir);
+    assert!(
+        old.iter().all(|&pid| is_alive(pid)),
+        "left running: {old:?}"
+    );
+    start(&dir, &marker, &[]);
+    let left: Vec<u32> = old.iter().copied().filter(|&pid| is_alive(pid)).collect();
+    let story = log(&dir);
+    stop(&dir);
+    assert!(
+        left.is_empty(),
+        "still running from the old group: {left:?}\n{story}"
+    );
+    assert!(
+        story.contains("died and left 3 processes running: stopping stubborn (group"),
+        "{story}"
+    );
+}
+
+#[test]
+fn a_takeover_leaves_alone_a_pid_whose_start_time_is_not_the_one_in_the_scoreboard() {
+    let dir = TempDir::new("orphans-reused");
+    let marker = Marker::new("reused");
+    start(&dir, &marker, &["--no-death-signal"]);
+    let old = processes_of_group(&marker);
+    kill_supervisor(&dir);
+    // Slot 0 (stubborn): its start-time word, at byte 128 + 120, as if its
+    // pid had been given to a process started at another time.
+    let board = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("state/scoreboard"))
+        .expect("the dead supervisor's scoreboard");
+    board
+        .write_all_at(&1u64.to_le_bytes(), 128 + 120)
+        .expect("writing the start time");
+    start(&dir, &marker, &[]);
+    let story = log(&dir);
+    let survivors: Vec<u32> = old.iter().copied().filter(|&pid| is_alive(pid)).collect();
+    stop(&dir);
+    assert!(
+        story.contains("stubborn had pid")
+            && story.contains("which is now another process's: left alone"),
+        "{story}"
+    );
+    assert!(
+        story.contains("left 2 processes running: stopping forking (group"),
+        "{story}"
+    );
+    // The stubborn shell and its two children, and nothing else.
+    assert_eq!(survivors.len(), 3, "{survivors:?} of {old:?}\n{story}");
+}
+
+/// `herd run` of the three, in the foreground, with a grace of 1 s.
+fn foreground(marker: &Marker, extra: &[&str]) -> Running {
+    let mut command = herd();
+    command
+        .args(["run", "--color", "never", "--grace", "1"])
+        .args(extra)
+        .args(["-c", STUBBORN, "-c", FORKING, "-c", POLITE]);
+    marker.apply(&mut command);
+    let mut herd = Running::start(&mut command);
+    for name in ["stubborn", "forking", "polite"] {
+        herd.expect_line(&format!("{name} started"));
+    }
+    herd
+}
+
+#[test]
+fn sigkill_of_a_foreground_group_stops_all_its_processes_within_their_grace() {
+    let marker = Marker::new("foreground");
+    let mut herd = foreground(&marker, &[]);
+    wait_until(
+        "every process and child to start",
+        || processes_of_group(&marker).len() == 6,
+        || herd.story(),
+    );
+    send_signal(herd.pid(), "KILL");
+    let killed = Instant::now();
+    herd.wait();
+    wait_until(
+        "the processes of a killed herd to be gone",
+        || processes_of_group(&marker).is_empty(),
+        || format!("left: {:?}", processes_of_group(&marker)),
+    );
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(1) + Duration::from_secs(5),
+        "gone {took:?} after herd was killed, with a grace of 1s"
+    );
+}
+
+#[test]
+fn sigkill_of_a_single_command_sends_it_its_stop_signal() {
+    let marker = Marker::new("single");
+    let mut command = herd();
+    command
+        .args(["run", "--stop-signal", "INT", "--", "sh", "-c"])
+        .arg("trap 'echo got INT; exit 0' INT; echo up; while :; do sleep 0.05; done");
+    marker.apply(&mut command);
+    let mut herd = Running::start(&mut command);
+    herd.expect_line("up");
+    send_signal(herd.pid(), "KILL");
+    herd.wait();
+    herd.expect_line("got INT");
+    wait_until(
+        "the command of a killed herd to end",
+        || processes_of_group(&marker).is_empty(),
+        || format!("left: {:?}", processes_of_group(&marker)),
+    );
+}
+
+#[test]
+fn with_no_death_signal_the_processes_outlive_a_killed_herd() {
+    let marker = Marker::new("no-death-signal");
+    let dir = TempDir::new("orphans-kept");
+    let beat = dir.join("beat");
+    let beater = format!(
+        "beater=trap 'echo TERM >> {path}' TERM; while :; do echo . >> {path}; sleep 0.02; done",
+        path = beat.display()
+    );
+    let mut command = herd();
+    command.args([
+        "run",
+        "--color",
+        "never",
+        "--no-death-signal",
+        "-c",
+        &beater,
+        "-c",
+        POLITE,
+    ]);
+    marker.apply(&mut command);
+    let mut herd = Running::start(&mut command);
+    herd.expect_line("beater started");
+    herd.expect_line("polite started");
+    send_signal(herd.pid(), "KILL");
+    herd.wait();
+    let beats = || fs::read_to_string(&beat).unwrap_or_default();
+    let then = beats().len();
+    wait_until(
+        "the beater to beat on after herd died",
+        || beats().len() >= then + 10,
+        beats,
+    );
+    assert!(!beats().contains("TERM"), "it was signalled: {}", beats());
+    let left = processes_of_group(&marker);
+    assert!(left.len() >= 2, "the beater and polite: {left:?}");
+}
