@@ -75,8 +75,13 @@ pub fn stop_left_behind(
         ));
         return Ok(());
     }
+    let own_group = process::own_process_group();
     let mut left = Vec::new();
-    for group in snapshot.groups {
+    for group in snapshot
+        .groups
+        .into_iter()
+        .filter(|group| group.pgid != own_group)
+    {
         let members = LiveGroup::left_behind(group.pgid).members();
         match classify(&group, &process::start_ticks, members) {
             Found::Left => left.push(group),

@@ -21,7 +21,7 @@ use crate::scoreboard::Board;
 use crate::spec::{ProcessSpec, Ready, TcpCheck, TcpPort};
 use crate::sys::events::{self, SignalFd, WakeFd};
 use crate::sys::fd;
-use crate::sys::guard::Guard;
+use crate::sys::guard::{self, Guard};
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
 use crate::sys::Pid;
@@ -810,8 +810,23 @@ impl Executor<'_> {
     /// The group's token goes, and the guard is told, so that neither ever
     /// signals its id, which the kernel may give to another process now.
     fn forget_group(&mut self, id: InstanceId) {
-        if let (Some(group), Some(guard)) = (self.groups.remove(&id), &self.guard) {
-            guard.ended(group.id());
+        if let Some(group) = self.groups.remove(&id) {
+            self.tell_guard(|guard| guard.ended(group.id()));
+        }
+    }
+
+    /// Tells the guard; one that is gone (killed) is said once and dropped.
+    fn tell_guard(&mut self, tell: impl FnOnce(&Guard) -> Result<(), guard::Lost>) {
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|guard| tell(guard).is_err())
+        {
+            self.guard = None;
+            self.output.herd_line(
+                "the guard is gone (killed?): if herd is killed now, its processes get their \
+                 stop signal but their process groups are not stopped",
+            );
         }
     }
 
@@ -1085,14 +1100,9 @@ impl Executor<'_> {
         if self.single {
             self.took_terminal = take_terminal;
         }
-        if let Some(guard) = &self.guard {
-            let grace = table_unit.spec.grace.as_micros();
-            guard.started(
-                pid,
-                table_unit.spec.stop_signal,
-                u64::try_from(grace).unwrap_or(u64::MAX),
-            );
-        }
+        let grace = u64::try_from(table_unit.spec.grace.as_micros()).unwrap_or(u64::MAX);
+        let stop_signal = table_unit.spec.stop_signal;
+        self.tell_guard(|guard| guard.started(pid, stop_signal, grace));
         self.groups.insert(instance, LiveGroup::of(&live));
         self.processes.insert(instance, live);
         Ok((pid, take_terminal))

@@ -46,6 +46,10 @@ struct Plan {
     entries: Vec<Entry>,
 }
 
+/// The guard is gone: it was killed.
+#[derive(Debug)]
+pub struct Lost;
+
 /// herd's side: the pipe's write end, non-blocking so that a guard that
 /// does not read (stopped) never holds herd up.
 pub struct Guard {
@@ -95,37 +99,47 @@ impl Guard {
         Ok(Guard { write_end })
     }
 
-    fn send(&self, bytes: &[u8; RECORD_BYTES]) {
+    /// Sends one record; `Err`: the guard is gone (someone killed it). A
+    /// full pipe (a stopped guard) drops the record rather than wait.
+    fn send(&self, bytes: &[u8; RECORD_BYTES]) -> Result<(), Lost> {
         // A record is shorter than PIPE_BUF: it goes whole or not at all.
-        // SAFETY: the pointer and length describe `bytes`.
-        let _ = super::retry_eintr(|| {
-            check(
-                i32::try_from(unsafe {
-                    libc::write(
-                        self.write_end.as_raw_fd(),
-                        bytes.as_ptr().cast(),
-                        bytes.len(),
-                    )
-                })
-                .unwrap_or(-1),
-            )
+        let sent = super::retry_eintr(|| {
+            // SAFETY: the pointer and length describe `bytes`.
+            let count = unsafe {
+                libc::write(
+                    self.write_end.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                )
+            };
+            check(i32::try_from(count).unwrap_or(-1))
         });
+        match sent {
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                // The write raised SIGPIPE at this thread, blocked and so
+                // pending, where the supervisor's signalfd would take it
+                // for a signal to forward: it is herd's own, and goes.
+                super::signal::discard_pending(libc::SIGPIPE);
+                Err(Lost)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A process group started: stopped with `signal`, then SIGKILL after
     /// `grace_micros`, if herd dies.
-    pub fn started(&self, pgid: Pid, signal: i32, grace_micros: u64) {
-        self.send(&record(STARTED, pgid, signal, grace_micros));
+    pub fn started(&self, pgid: Pid, signal: i32, grace_micros: u64) -> Result<(), Lost> {
+        self.send(&record(STARTED, pgid, signal, grace_micros))
     }
 
     /// The group has no member left: its id may go to another process.
-    pub fn ended(&self, pgid: Pid) {
-        self.send(&record(ENDED, pgid, 0, 0));
+    pub fn ended(&self, pgid: Pid) -> Result<(), Lost> {
+        self.send(&record(ENDED, pgid, 0, 0))
     }
 
     /// herd ends as it meant to: the guard has nothing to do.
     pub fn clean(self) {
-        self.send(&record(CLEAN, 0, 0, 0));
+        let _ = self.send(&record(CLEAN, 0, 0, 0));
     }
 }
 

@@ -59,8 +59,10 @@ const KERNEL_SIGSET_BYTES: libc::size_t = 8;
 /// ours runs in the child, and the child's exec errno comes back as this
 /// call's error, so an exec failure is never guessed from an exit code.
 /// A child that gets sockets needs its own pid in `LISTEN_PID`, which only
-/// the child can know: it is forked (see `spawn_forked`), as is one with
-/// other `pid_variables`.
+/// the child can know, and posix_spawn cannot ask for a parent-death signal
+/// or a controlling terminal: those children are started by herd's own
+/// clone of the same kind (see `spawn_forked`), which runs code of ours
+/// in the child.
 pub fn spawn(argv: &[OsString], setup: &ChildSetup) -> io::Result<LivePid> {
     let argv = c_strings(argv.iter().map(|arg| arg.as_bytes().to_vec()))?;
     let gets_sockets = !setup.sockets.is_empty();
@@ -183,7 +185,9 @@ struct ForkPlan {
     error_pipe: libc::c_int,
 }
 
-/// fork + execve for a child that gets fds beyond stdio. The child reports
+/// clone(CLONE_VM | CLONE_VFORK) + execve, for a child posix_spawn cannot
+/// make (fds beyond stdio, its own pid in a variable, a parent-death
+/// signal, a controlling terminal). The child reports
 /// an exec failure's errno on a close-on-exec pipe, whose end of file tells
 /// herd that the exec happened: exec failures are errors of this call, as
 /// with `posix_spawnp`.
@@ -276,14 +280,27 @@ fn spawn_forked(
         mask: *setup.mask.as_raw(),
         error_pipe: error_write.as_raw_fd(),
     };
-    // SAFETY: fork has no arguments. The child runs only `exec_child`,
-    // which makes async-signal-safe calls on memory prepared above.
-    let pid = check(unsafe { libc::fork() })?;
-    if pid == 0 {
-        // SAFETY: this is the child of the fork; `plan` and everything it
-        // points into are its copies, alive until it execs or exits.
-        unsafe { exec_child(&plan) }
-    }
+    // As glibc's posix_spawn does: the child shares herd's memory
+    // (CLONE_VM, so nothing is copied) on a stack of its own, and this
+    // thread waits until it has exec'd or exited (CLONE_VFORK), so that
+    // nothing it writes (errno, the pid digits) races with this thread.
+    let mut stack: Vec<mem::MaybeUninit<u8>> = Vec::with_capacity(CHILD_STACK_BYTES);
+    let top = (stack.as_mut_ptr() as usize).saturating_add(CHILD_STACK_BYTES) & !15;
+    // SAFETY: `top` is the 16-aligned end of CHILD_STACK_BYTES this function
+    // owns until clone returns, which with CLONE_VFORK is after the child
+    // has exec'd or exited; `plan` outlives the call too. The child runs
+    // only `exec_child`, async-signal-safe calls on memory prepared above,
+    // with every signal blocked (herd's mask) and its own copy of the
+    // signal actions (no CLONE_SIGHAND), which it resets.
+    let pid = check(unsafe {
+        libc::clone(
+            exec_child_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            ptr::from_ref(&plan).cast_mut().cast(),
+        )
+    })?;
+    drop(stack);
     drop(error_write);
     drop(raised);
     let mut errno = [0u8; 4];
@@ -312,12 +329,23 @@ fn spawn_forked(
     Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
 }
 
-/// What runs in the forked child: only async-signal-safe calls, on memory
-/// prepared before the fork. Never returns: it execs or exits 127.
+/// The stack of a spawned child until it execs: `exec_child` needs little
+/// (glibc gives its posix_spawn child 32 KiB and room for argv).
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+extern "C" fn exec_child_entry(plan: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `spawn_forked` passes its plan, alive (and not written by
+    // the suspended parent thread) until this child execs or exits.
+    unsafe { exec_child(&*plan.cast::<ForkPlan>()) }
+}
+
+/// What runs in the cloned child: only async-signal-safe calls, on memory
+/// prepared before the clone. Never returns: it execs or exits 127.
 ///
 /// # Safety
-/// Only to be called in the child of a fork, with a plan whose pointers
-/// are valid (they point into the parent's buffers, which the child copied).
+/// Only to be called in the child of `spawn_forked`'s clone, with a plan
+/// whose pointers are valid (they point into the parent's buffers, which
+/// the child shares while the parent thread waits).
 unsafe fn exec_child(plan: &ForkPlan) -> ! {
     if plan.new_session {
         libc::setsid();

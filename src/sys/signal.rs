@@ -34,6 +34,22 @@ impl SignalSet {
     }
 }
 
+/// Takes `signal` off the calling thread's (and the process's) pending set
+/// without handling it, if it is pending: one herd raised at itself.
+pub fn discard_pending(signal: i32) {
+    let mut set = SignalSet::empty();
+    // SAFETY: `set` is an initialised sigset_t; sigaddset only fails for a
+    // bad signal number, which leaves the set empty.
+    unsafe { libc::sigaddset(&mut set.0, signal) };
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set and the zero timeout are valid for the call; the
+    // siginfo pointer may be null.
+    unsafe { libc::sigtimedwait(&set.0, std::ptr::null_mut(), &now) };
+}
+
 /// The highest signal number (SIGRTMAX).
 pub fn max_signal() -> i32 {
     libc::SIGRTMAX()

@@ -229,3 +229,110 @@ fn with_no_death_signal_the_processes_outlive_a_killed_herd() {
     let left = processes_of_group(&marker);
     assert!(left.len() >= 2, "the beater and polite: {left:?}");
 }
+
+#[test]
+fn sigint_during_a_takeover_kills_what_is_left_at_once_and_ends_herd() {
+    let dir = TempDir::new("orphans-interrupted");
+    let marker = Marker::new("interrupted");
+    let mut first = herd();
+    first
+        .args([
+            "start",
+            "--no-death-signal",
+            "--grace",
+            "300",
+            "--state-dir",
+        ])
+        .arg(dir.join("state"))
+        .args(["-c", STUBBORN]);
+    marker.apply(&mut first);
+    let outcome = run_to_end(&mut first);
+    outcome.check(outcome.code() == 0, "herd start failed");
+    let old = processes_of_group(&marker);
+    kill_supervisor(&dir);
+    // In the foreground this time: the takeover waits for a grace of 300 s.
+    let mut second = herd();
+    second
+        .args(["run", "--state-dir"])
+        .arg(dir.join("state"))
+        .args(["-c", POLITE]);
+    marker.apply(&mut second);
+    let mut herd = Running::start(&mut second);
+    herd.expect_stderr("the takeover note", |text| {
+        text.contains("stopping stubborn")
+    });
+    herd.signal("INT");
+    let outcome = herd.finish();
+    outcome.check(outcome.code() == 125, "herd exits 125");
+    outcome.check(
+        outcome
+            .stderr
+            .contains("herd: stopping what the last supervisor left: interrupted by SIGINT: the rest was killed"),
+        "the reason",
+    );
+    outcome.check(
+        !outcome.stdout.contains("polite started"),
+        "nothing started",
+    );
+    wait_until(
+        "the old processes to be killed",
+        || old.iter().all(|&pid| !is_alive(pid)),
+        || format!("left: {:?}", processes_of_group(&marker)),
+    );
+}
+
+#[test]
+fn a_damaged_scoreboard_is_reported_and_the_takeover_goes_on() {
+    let dir = TempDir::new("orphans-damaged");
+    let marker = Marker::new("damaged");
+    start(&dir, &marker, &["--no-death-signal"]);
+    kill_supervisor(&dir);
+    fs::write(dir.join("state/scoreboard"), vec![0x5a; 1000]).expect("writing garbage");
+    start(&dir, &marker, &[]);
+    let story = log(&dir);
+    stop(&dir);
+    assert!(
+        story.contains("its scoreboard: it is damaged: no scoreboard magic: what the last supervisor ran is not looked for"),
+        "{story}"
+    );
+}
+
+#[test]
+fn a_killed_guard_is_said_once_and_herd_goes_on_without_a_sigpipe() {
+    let marker = Marker::new("guard-killed");
+    let mut command = herd();
+    command.args([
+        "run",
+        "--color",
+        "never",
+        "--restart",
+        "always",
+        "-c",
+        "brief=sleep 0.05",
+        "-c",
+        POLITE,
+    ]);
+    marker.apply(&mut command);
+    let mut herd = Running::start(&mut command);
+    herd.expect_line("polite started");
+    let guard = children_of(herd.pid())
+        .into_iter()
+        .find(|&pid| is_guard(pid))
+        .unwrap_or_else(|| panic!("no guard among herd's children\n{}", herd.story()));
+    send_signal(guard, "KILL");
+    herd.expect_line("the guard is gone (killed?)");
+    // Restarts go on, and tell the guard nothing more.
+    herd.expect_line("brief started");
+    herd.expect_line("brief started");
+    herd.signal("TERM");
+    let outcome = herd.finish();
+    outcome.check(outcome.code() == 0, "herd exits 0 after SIGTERM");
+    outcome.check(
+        !outcome.stdout.contains("SIGPIPE"),
+        "a SIGPIPE was forwarded",
+    );
+    outcome.check(
+        outcome.stdout.matches("the guard is gone").count() == 1,
+        "said once",
+    );
+}
