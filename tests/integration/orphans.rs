@@ -257,7 +257,7 @@ fn sigint_during_a_takeover_kills_what_is_left_at_once_and_ends_herd() {
         .arg(dir.join("state"))
         .args(["-c", POLITE]);
     marker.apply(&mut second);
-    let mut herd = Running::start(&mut second);
+    let herd = Running::start(&mut second);
     herd.expect_stderr("the takeover note", |text| {
         text.contains("stopping stubborn")
     });
