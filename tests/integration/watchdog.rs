@@ -91,6 +91,46 @@ fn a_process_that_stops_beating_is_restarted_within_its_period_and_a_tenth() {
     );
 }
 
+/// `WATCHDOG=1` datagrams as a systemd program sends them, 3 times every
+/// 0.1 s, then a line, then silence.
+const DATAGRAM_THEN_SILENCE: &str = r#"
+import os, socket, time
+address = os.environ["NOTIFY_SOCKET"]
+if address.startswith("@"):
+    address = "\0" + address[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for n in range(3):
+    s.sendto(b"WATCHDOG=1", address)
+    time.sleep(0.1)
+s.sendto(b"WATCHDOG=1", address)
+print("last datagram", flush=True)
+time.sleep(1000)
+"#;
+
+#[test]
+fn a_process_that_stops_sending_watchdog_1_is_restarted_within_its_period_and_a_tenth() {
+    let dir = TempDir::new("wd-datagram-stops");
+    let script = dir.join("silence.py");
+    std::fs::write(&script, DATAGRAM_THEN_SILENCE).unwrap();
+    let line = format!("quiet=exec python3 {}", script.display());
+    let mut herd = group(
+        &dir,
+        &["--watchdog", "quiet=2", "--restart", "always", "-c", &line],
+    );
+    let first = started_pid(&herd.expect_line("quiet started"));
+    herd.expect_line("last datagram");
+    let beat = Instant::now();
+    herd.expect_line("quiet: no heartbeat for 2s");
+    let waited = beat.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited <= Duration::from_millis(2200),
+        "stopped {waited:?} after its last WATCHDOG=1, not within 2s + 10%\n{}",
+        herd.story()
+    );
+    let second = started_pid(&herd.expect_line("quiet started"));
+    assert_ne!(first, second, "{}", herd.story());
+}
+
 #[test]
 fn processes_that_keep_beating_in_any_of_the_three_ways_are_never_restarted() {
     let dir = TempDir::new("wd-beating");
