@@ -636,10 +636,29 @@ fn a_removed_or_truncated_scoreboard_is_reported_and_made_again() {
     let board = group.path("scoreboard");
     let mode = fs::metadata(&board).unwrap().permissions().mode() & 0o777;
     group.ensure(mode == 0o600, &format!("the scoreboard has mode {mode:o}"));
-    for (damage, said) in [
+    for (round, (damage, said)) in [
         ("removed", "scoreboard: it does not exist"),
         ("truncated", "scoreboard: it is damaged: 0 bytes"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The supervisor makes a new scoreboard whenever its loop wakes up:
+        // damage it only once the restart before has settled (web running
+        // again, its restart counted), so that status finds the damage.
+        wait_until(
+            "web to run again after its restarts",
+            || {
+                let outcome = group.ask(&["status"]);
+                outcome.stdout.lines().any(|line| {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    words.first() == Some(&"web")
+                        && words.get(1) == Some(&"running")
+                        && words.get(4) == Some(&round.to_string().as_str())
+                })
+            },
+            || group.story(),
+        );
         if damage == "removed" {
             fs::remove_file(&board).unwrap();
         } else {
