@@ -126,7 +126,11 @@ fn stop(left: Vec<Group>, signals: &SignalFd, note: &dyn Fn(&str)) -> Result<(),
     let mut interrupted = None;
     loop {
         let now = Instant::now();
-        stopping.retain(|(group, _)| process::group_has_live_members(group.pgid));
+        let live = process::live_process_groups();
+        stopping.retain(|(group, _)| match &live {
+            Some(live) => live.contains(&group.pgid),
+            None => LiveGroup::left_behind(group.pgid).members() != Members::None,
+        });
         for (group, killed) in &mut stopping {
             let due = began.checked_add(group.grace).unwrap_or(now);
             if killed.is_none() && (now >= due || interrupted.is_some()) {

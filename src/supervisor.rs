@@ -140,6 +140,17 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         process::set_parent_death_signal(signal)
             .map_err(|e| Failure::io("setting the parent death signal", &e))?;
     }
+    // Before any socket is bound: what the dead supervisor left may hold
+    // the ports this one is to listen on.
+    if let Some(dir) = service
+        .paths()
+        .and_then(|paths| paths.dir.as_deref())
+        .filter(|_| service.took_over())
+    {
+        crate::orphans::stop_left_behind(dir, &signals, &|text| {
+            crate::log::line(format_args!("{text}"))
+        })?;
+    }
     let single = args.sources.is_empty();
     let (units, launches): (Vec<UnitSetup>, Vec<Launch>) = if single {
         single_launch(&args)
@@ -183,15 +194,6 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         Some(address) => Some(crate::health::serve(address, inbox.clone())?),
         None => None,
     };
-    if let Some(dir) = service
-        .paths()
-        .and_then(|paths| paths.dir.as_deref())
-        .filter(|_| service.took_over())
-    {
-        crate::orphans::stop_left_behind(dir, &signals, &|text| {
-            crate::log::line(format_args!("{text}"))
-        })?;
-    }
     let board = match service.paths().and_then(|paths| paths.dir.as_deref()) {
         Some(dir) => Some(make_board(dir, units.len())?),
         None => None,

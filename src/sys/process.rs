@@ -765,19 +765,21 @@ pub fn start_ticks(pid: Pid) -> Option<u64> {
     proc_stat(pid).map(|stat| stat.start_ticks)
 }
 
-/// Whether any process that is not a zombie is in process group `pgid`,
-/// from /proc: a signal to the group would reach zombies too, which only
-/// their parent can remove (and a parent that never reaps is common as a
-/// container's PID 1).
-pub fn group_has_live_members(pgid: Pid) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return LiveGroup(pgid).members() != Members::None;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<Pid>().ok())
-        .filter_map(proc_stat)
-        .any(|stat| stat.pgid == pgid && !stat.is_zombie())
+/// The process groups that have a member that is not a zombie, from /proc
+/// (`None` when /proc cannot be read): a signal to a group would reach
+/// zombies too, which only their parent can remove (and a parent that
+/// never reaps is common as a container's PID 1).
+pub fn live_process_groups() -> Option<std::collections::HashSet<Pid>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<Pid>().ok())
+            .filter_map(proc_stat)
+            .filter(|stat| !stat.is_zombie())
+            .map(|stat| stat.pgid)
+            .collect(),
+    )
 }
 
 /// Fields 3, 5 and 22 of a `/proc/PID/stat` line; the command (field 2) is in

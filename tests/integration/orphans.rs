@@ -336,3 +336,33 @@ fn a_killed_guard_is_said_once_and_herd_goes_on_without_a_sigpipe() {
         "said once",
     );
 }
+
+#[test]
+fn a_takeover_frees_the_port_the_old_processes_held_before_it_listens() {
+    let dir = TempDir::new("orphans-port");
+    let marker = Marker::new("port");
+    let port = free_port();
+    let listen = format!("tcp:127.0.0.1:{port}");
+    let args = |extra: &[&str]| -> Outcome {
+        let mut command = herd();
+        command
+            .args(["start", "--grace", "1", "--state-dir"])
+            .arg(dir.join("state"))
+            .args(extra)
+            .args(["--listen", &listen, "-c", "web=exec sleep 1000"]);
+        marker.apply(&mut command);
+        run_to_end(&mut command)
+    };
+    let first = args(&["--no-death-signal"]);
+    first.check(first.code() == 0, "the first herd start failed");
+    kill_supervisor(&dir);
+    // The old web still holds the listening socket it got as fd 3.
+    let second = args(&[]);
+    let story = log(&dir);
+    stop(&dir);
+    second.check(
+        second.code() == 0,
+        &format!("the second herd start failed\n{story}"),
+    );
+    assert!(story.contains("stopping web (group"), "{story}");
+}
