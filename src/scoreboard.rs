@@ -452,20 +452,7 @@ fn process_state(pid: u32) -> Option<char> {
 /// Adds 1 to the heartbeat counter of slot `index` of the scoreboard at
 /// `path`, as a process does with one atomic add on its own mapping.
 pub fn bump_heartbeat(path: &Path, index: usize) -> Result<(), Unreadable> {
-    let file = match File::options()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unreadable::Missing),
-        Err(e) => return Err(Unreadable::Other(crate::error::describe(&e))),
-    };
-    let length = file
-        .metadata()
-        .map_err(|e| Unreadable::Other(crate::error::describe(&e)))?
-        .len();
+    let (file, length) = open_board(path, true)?;
     let words = slot_start(index.saturating_add(1));
     if length < u64::try_from(words.saturating_mul(8)).unwrap_or(u64::MAX) {
         return Err(Unreadable::Damaged(format!(
@@ -494,17 +481,27 @@ pub fn bump_heartbeat(path: &Path, index: usize) -> Result<(), Unreadable> {
 /// How often a reader tries for a moment when no slot was being written.
 const READ_TRIES: usize = 1000;
 
-/// Reads the scoreboard of `dir`.
-pub fn read(dir: &Path) -> Result<Snapshot, Unreadable> {
-    let file = match File::open(dir.join(FILE)) {
+/// The scoreboard at `path`, opened to read (and to write, for a
+/// heartbeat), and its length in bytes.
+fn open_board(path: &Path, write: bool) -> Result<(File, u64), Unreadable> {
+    let other = |e: io::Error| Unreadable::Other(crate::error::describe(&e));
+    let file = match File::options()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unreadable::Missing),
-        Err(e) => return Err(Unreadable::Other(crate::error::describe(&e))),
+        Err(e) => return Err(other(e)),
     };
-    let length = file
-        .metadata()
-        .map_err(|e| Unreadable::Other(crate::error::describe(&e)))?
-        .len();
+    let length = file.metadata().map_err(other)?.len();
+    Ok((file, length))
+}
+
+/// Reads the scoreboard of `dir`.
+pub fn read(dir: &Path) -> Result<Snapshot, Unreadable> {
+    let (file, length) = open_board(&dir.join(FILE), false)?;
     let words = usize::try_from(length / 8).unwrap_or(usize::MAX);
     if words < HEADER_WORDS {
         return Err(Unreadable::Damaged(format!("{length} bytes")));

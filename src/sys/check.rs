@@ -66,28 +66,12 @@ pub fn run_shell(
         default_action,
         mask: *mask.as_raw(),
     };
-    // SAFETY: clone with no flags and exit signal 0 copies this process as
-    // fork does, but the child's end raises no SIGCHLD and only a
-    // `__WCLONE` wait sees it. The stack pointer 0 keeps the caller's
-    // stack, the child's own copy. The child runs only `exec_child`.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if pid == 0 {
+    // SAFETY: the child runs only `exec_child`, async-signal-safe calls on
+    // its copy of the plan.
+    let Some(pid) = (unsafe { super::clone_silent() })? else {
         // SAFETY: this is the child; `plan` is its copy.
         unsafe { exec_child(&plan) }
-    }
-    let pid = Pid::try_from(pid)
-        .ok()
-        .filter(|pid| *pid > 0)
-        .ok_or_else(io::Error::last_os_error)?;
+    };
     drop(null);
     let ended = wait_exit(pid, timeout)?;
     // SAFETY: kill has no memory arguments. The child is not reaped yet,

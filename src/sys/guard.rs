@@ -74,27 +74,14 @@ impl Guard {
             read_end: read_end.as_raw_fd(),
             entries: Vec::with_capacity(CAPACITY),
         };
-        // SAFETY: clone with no flags and exit signal 0 copies this process
-        // as fork does, but the child's end raises no SIGCHLD and only a
-        // `__WCLONE` wait sees it; nothing waits: it is the kernel's to
-        // reap once herd is gone, and herd's at its end. The stack pointer
-        // 0 keeps the caller's stack, the child's own copy. The child runs
-        // only `guard_main`.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                0 as libc::c_ulong,
-                0 as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
-        if pid == 0 {
+        // SAFETY: the child runs only `guard_main`, async-signal-safe calls
+        // on its copy of the plan. Nothing waits for it: the kernel reaps it
+        // once herd is gone, and at herd's end it is herd's zombie until
+        // herd exits.
+        if unsafe { super::clone_silent() }?.is_none() {
             // SAFETY: this is the child; `plan` is its copy.
             unsafe { guard_main(plan) }
         }
-        check(i32::try_from(pid).unwrap_or(-1))?;
         drop(read_end);
         Ok(Guard { write_end })
     }

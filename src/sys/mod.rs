@@ -32,6 +32,35 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// A clone with no flags and exit signal 0: a copy of this process, as fork
+/// makes, whose end raises no SIGCHLD and which only a `__WCLONE` wait
+/// sees, so that the supervisor's `waitpid(-1)` never reaps it. The child
+/// goes on with `Ok(None)` on its own copy of the caller's stack (stack
+/// pointer 0); the parent gets `Ok(Some(pid))`.
+///
+/// # Safety
+/// The caller is threaded: in the child, it may make async-signal-safe
+/// calls only, on memory made before the call, and must never return into
+/// code that would break that.
+unsafe fn clone_silent() -> io::Result<Option<Pid>> {
+    let pid = libc::syscall(
+        libc::SYS_clone,
+        0 as libc::c_ulong,
+        0 as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    match pid {
+        0 => Ok(None),
+        pid => Pid::try_from(pid)
+            .ok()
+            .filter(|pid| *pid > 0)
+            .map(Some)
+            .ok_or_else(io::Error::last_os_error),
+    }
+}
+
 /// Runs `f` again while it fails with EINTR.
 fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
