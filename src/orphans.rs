@@ -7,6 +7,7 @@ use crate::error::Failure;
 use crate::scoreboard::{self, Group, Unreadable};
 use crate::sys::events::SignalFd;
 use crate::sys::process::{self, LiveGroup, Members};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,9 +29,13 @@ enum Found {
 }
 
 /// Whether `group` is still the one the dead supervisor started: its leader
-/// is the same process (pid and start time), or the leader is gone and
-/// members remain, which keeps the id from being given to anyone else.
-fn classify(group: &Group, start_of: &dyn Fn(i32) -> Option<u64>, members: Members) -> Found {
+/// is the same process (pid and start time, a zombie's too), or the leader
+/// is gone and members remain, which keeps the id from being given to
+/// anyone else. `alive`: the group has a member that is not a zombie.
+fn classify(group: &Group, start_of: &dyn Fn(i32) -> Option<u64>, alive: bool) -> Found {
+    if !alive {
+        return Found::Gone;
+    }
     match start_of(group.pgid) {
         Some(start)
             if group.pid == group.pgid && group.pid_start != 0 && start == group.pid_start =>
@@ -38,8 +43,16 @@ fn classify(group: &Group, start_of: &dyn Fn(i32) -> Option<u64>, members: Membe
             Found::Left
         }
         Some(_) => Found::Reused,
-        None if members == Members::None => Found::Gone,
         None => Found::Left,
+    }
+}
+
+/// Whether group `pgid` has a member that is not a zombie, by `live` (from
+/// /proc), or by a signal when /proc could not be read.
+fn is_alive(pgid: i32, live: Option<&HashSet<i32>>) -> bool {
+    match live {
+        Some(live) => live.contains(&pgid),
+        None => LiveGroup::left_behind(pgid).members() != Members::None,
     }
 }
 
@@ -76,14 +89,15 @@ pub fn stop_left_behind(
         return Ok(());
     }
     let own_group = process::own_process_group();
+    let live = process::live_process_groups();
     let mut left = Vec::new();
     for group in snapshot
         .groups
         .into_iter()
         .filter(|group| group.pgid != own_group)
     {
-        let members = LiveGroup::left_behind(group.pgid).members();
-        match classify(&group, &process::start_ticks, members) {
+        let alive = is_alive(group.pgid, live.as_ref());
+        match classify(&group, &process::start_ticks, alive) {
             Found::Left => left.push(group),
             Found::Gone => {}
             Found::Reused => note(&format!(
@@ -127,10 +141,7 @@ fn stop(left: Vec<Group>, signals: &SignalFd, note: &dyn Fn(&str)) -> Result<(),
     loop {
         let now = Instant::now();
         let live = process::live_process_groups();
-        stopping.retain(|(group, _)| match &live {
-            Some(live) => live.contains(&group.pgid),
-            None => LiveGroup::left_behind(group.pgid).members() != Members::None,
-        });
+        stopping.retain(|(group, _)| is_alive(group.pgid, live.as_ref()));
         for (group, killed) in &mut stopping {
             let due = began.checked_add(group.grace).unwrap_or(now);
             if killed.is_none() && (now >= due || interrupted.is_some()) {
@@ -199,30 +210,25 @@ mod tests {
         let no_process = |_: i32| None;
         // The same leader: same pid, same start time.
         assert_eq!(
-            classify(&group(50, 50, 7), &started_at(7), Members::Some),
+            classify(&group(50, 50, 7), &started_at(7), true),
             Found::Left
         );
         // Another process has the pid now.
         assert_eq!(
-            classify(&group(50, 50, 7), &started_at(8), Members::Some),
+            classify(&group(50, 50, 7), &started_at(8), true),
             Found::Reused
         );
         // A start time the slot did not know is no proof.
         assert_eq!(
-            classify(&group(50, 50, 0), &started_at(0), Members::Some),
+            classify(&group(50, 50, 0), &started_at(0), true),
             Found::Reused
         );
         // The leader is gone; its members keep the id from reuse.
+        assert_eq!(classify(&group(50, 50, 7), &no_process, true), Found::Left);
+        // Zombies only, or nobody: nothing to stop.
+        assert_eq!(classify(&group(50, 50, 7), &no_process, false), Found::Gone);
         assert_eq!(
-            classify(&group(50, 50, 7), &no_process, Members::Some),
-            Found::Left
-        );
-        assert_eq!(
-            classify(&group(50, 50, 7), &no_process, Members::Unsignallable),
-            Found::Left
-        );
-        assert_eq!(
-            classify(&group(50, 50, 7), &no_process, Members::None),
+            classify(&group(50, 50, 7), &started_at(7), false),
             Found::Gone
         );
     }
