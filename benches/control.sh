@@ -92,8 +92,10 @@ running=$'\n''s +running '
 [[ $shown =~ $running ]] || { log "herd status does not show s running: $shown"; exit 1; }
 
 
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
 import gc, os, random, socket, statistics, struct, sys, time
+from timing import percentile, row, time_spawn
 
 herd, state, idle, runs, warmup, block, client_cpu, sup_cpu, sup_pid, load_before = sys.argv[1:11]
 runs, warmup, block = int(runs), int(warmup), int(block)
@@ -125,18 +127,7 @@ def place(label):
         except ProcessLookupError:
             pass
 
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 env = dict(os.environ)
-
-def run_once(argv, expected):
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter_ns() - start
-    if os.waitstatus_to_exitcode(status) != expected:
-        sys.exit(f"{argv} exited with {status:#x}, expected {expected}")
-    return elapsed
 
 # The same exchange on the control socket from inside this process (no exec):
 # frames are a 4-byte big-endian payload length, the kind byte, the body.
@@ -182,13 +173,6 @@ def status_request(conn):
 
 IN_PROCESS = ("connect, hello, status, close", "status on an open connection")
 
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
 samples = {(p, c): [] for p in placements for c in [c[0] for c in commands] + list(IN_PROCESS)}
 done = {p: -warmup for p in placements}   # rounds so far, warm-up counting up to 0
 order = list(commands)
@@ -202,7 +186,7 @@ while any(n < runs for n in done.values()):
         for _ in range(min(block, runs - done[label])):
             random.shuffle(order)
             for name, argv, expected in order:
-                t = run_once(argv, expected)
+                t = time_spawn(argv, env, expected)
                 if done[label] >= 0:
                     samples[(label, name)].append(t)
             for name, t in zip(IN_PROCESS, (connect_status(), status_request(conn))):
@@ -214,8 +198,6 @@ gc.enable()
 place("unpinned")
 
 ms = lambda ns: ns / 1e6
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 
 print(f"### Wall time of one command ({runs} runs of each per placement, interleaved; "
       f"{warmup} warm-up rounds)\n")

@@ -35,8 +35,10 @@ if [[ ! -x /usr/bin/tini ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tini >&2
 fi
 
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, signal, statistics, sys, time
+import os, signal, statistics, sys, time
+from timing import DEVNULL_STDIO, interleaved, percentile, row, spawn_timer
 
 runs, warmup, kills, herd, marker = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 TRUE = "/bin/true"
@@ -48,43 +50,13 @@ candidates = [
     ("group of one, --no-death-signal", [herd, "run", "--no-death-signal", "-c", "a=true"]),
     ("group of one, guard (default)", [herd, "run", "-c", "a=true"]),
 ]
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 env = dict(os.environ)
 
-def run_once(argv):
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter_ns() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{argv} exited with {status:#x}")
-    return elapsed
-
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-samples = {label: [] for label, _ in candidates}
-order = list(candidates)
-gc.disable()
-for round_ in range(warmup + runs):
-    random.shuffle(order)
-    for label, argv in order:
-        t = run_once(argv)
-        if round_ >= warmup:
-            samples[label].append(t)
-gc.enable()
+samples = interleaved([(label, spawn_timer(argv, env)) for label, argv in candidates], runs, warmup)
 
 us = lambda ns: ns / 1000
 median = {l: us(statistics.median(s)) for l, s in samples.items()}
 p90 = {l: us(percentile(s, 0.9)) for l, s in samples.items()}
-
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 
 print(f"### Start-up: wall time of the whole command ({runs} interleaved rounds, {warmup} warm-up)\n")
 row("candidate", "median µs", "p90 µs", "median / tini")
@@ -130,7 +102,7 @@ def deadline_wait(what, condition, seconds=20):
 gone, guard_gone = [], []
 argv = [herd, "run", "--grace", "5"] + sum((["-c", f"p{i}=exec sleep 1000"] for i in range(10)), [])
 for _ in range(kills):
-    pid = os.posix_spawn(herd, argv, marked_env, file_actions=redirect)
+    pid = os.posix_spawn(herd, argv, marked_env, file_actions=DEVNULL_STDIO)
     # herd, its guard and 10 processes
     deadline_wait("12 marked processes", lambda: len(marked()) >= 12)
     os.kill(pid, signal.SIGKILL)

@@ -182,9 +182,11 @@ PY
 #    then checks that none of the sleeps is left;
 #  * the helper is a child subreaper: anything orphaned comes back to it and
 #    is killed on the way out.
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
 import ctypes, errno, gc, os, random, shutil, signal, socket, statistics, struct, subprocess, sys
 import time
+from timing import percentile as pct, row
 
 (tmp, herd, herd_static, herd_other, supervisord, honcho, concurrently, rounds, repeats,
  group_size, settle, size_raw, size_conc, size_honcho, restarts, restart_runs) = sys.argv[1:]
@@ -356,9 +358,6 @@ for label, (size, _, _) in tools.items():
     # only a lower bound of its rate is known: size over the whole wall time.
     net = wall if label == WRITER_ALONE else max(wall - empty, 1e-9)
     rate[label] = (size / net / 1e6, size / 80 / net / 1e6, size / wall / 1e6)
-
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 
 met = lambda ok: "met" if ok else "**not met**"
 
@@ -584,7 +583,7 @@ row("private memory per extra process ≤ 16 KiB", *cells)
 # last one; the socket's buffer holds the events in between.
 NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC, PROC_CN_MCAST_LISTEN = 11, 1, 1, 1
 NLMSG_DONE, SO_RCVBUFFORCE = 3, 33
-PROC_EVENT_FORK, PROC_EVENT_EXIT = 0x00000001, 0x80000000
+PROC_EVENT_FORK, PROC_EVENT_EXEC, PROC_EVENT_EXIT = 0x00000001, 0x00000002, 0x80000000
 NLMSG, CN_MSG = struct.Struct("=IHHII"), struct.Struct("=IIIIHH")
 # struct proc_event: what, cpu, timestamp_ns, then for fork (parent pid, parent
 # tgid, child pid, child tgid) and for exit (pid, tgid, ...).
@@ -621,14 +620,18 @@ def drain(sock):
             events.append((what, ns, a, b, c, d))
 
 def spawn_gaps(events, parent, n):
-    """The spawns of `parent` (new processes, not threads) and their exits:
+    """The spawns of `parent` (new processes, not threads, that exec: herd's
+    guard, a clone of herd that never execs, is not one) and their exits:
     (exit of run k → spawn of run k+1, spawn k → spawn k+1) in ns, k = 1..n."""
-    spawned, exited = [], {}
+    spawned, exited, execed = [], {}, set()
     for what, ns, a, b, c, d in events:
         if what == PROC_EVENT_FORK and b == parent and c == d:
             spawned.append((c, ns))
+        elif what == PROC_EVENT_EXEC and a == b:
+            execed.add(a)
         elif what == PROC_EVENT_EXIT and a == b:
             exited[a] = ns
+    spawned = [(pid, ns) for pid, ns in spawned if pid in execed]
     if len(spawned) != n + 1 or any(pid not in exited for pid, _ in spawned[:n]):
         sys.exit(f"restart gap: pid {parent} spawned {len(spawned)} processes, expected {n + 1}")
     return [(spawned[k + 1][1] - exited[spawned[k][0]], spawned[k + 1][1] - spawned[k][1])
@@ -690,13 +693,6 @@ if events_socket is not None:
             f"{l} {med(g[0] for g in gaps[l][-restarts:]) / 1000:.0f} µs"
             for l, _, _ in restart_candidates))
     events_socket.close()
-
-    def pct(values, p):
-        ordered = sorted(values)
-        rank = (len(ordered) - 1) * p
-        low = int(rank)
-        high = min(low + 1, len(ordered) - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
     us = lambda ns: f"{ns / 1000:.0f}"
     base = med(g[0] for g in gaps[BASELINE])

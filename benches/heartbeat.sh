@@ -126,49 +126,22 @@ int main(int argc, char **argv) {
 C
 cc -O2 -o "$TMP/beat" "$TMP/beat.c"
 
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, statistics, subprocess, sys, time
+import os, statistics, subprocess, sys
+from timing import interleaved, percentile, spawn_timer
 
 herd, beat, runs, warmup, adds, datagrams, out = sys.argv[1:8]
 runs, warmup = int(runs), int(warmup)
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 with_slot = dict(os.environ)
 without_slot = {k: v for k, v in os.environ.items() if k not in ("HERD_SCOREBOARD", "HERD_SLOT")}
 
-def command(argv, env):
-    def run():
-        start = time.perf_counter_ns()
-        pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-        _, status = os.waitpid(pid, 0)
-        elapsed = time.perf_counter_ns() - start
-        if status != 0:
-            sys.exit(f"{argv} exited with {status:#x}")
-        return elapsed
-    return run
-
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
 probes = [
-    ("`herd notify --heartbeat` (scoreboard slot)", command([herd, "notify", "--heartbeat"], with_slot)),
-    ("`herd notify --heartbeat` (no slot: WATCHDOG=1 + barrier)", command([herd, "notify", "--heartbeat"], without_slot)),
-    ("`herd --version` (exec only, for scale)", command([herd, "--version"], with_slot)),
+    ("`herd notify --heartbeat` (scoreboard slot)", spawn_timer([herd, "notify", "--heartbeat"], with_slot)),
+    ("`herd notify --heartbeat` (no slot: WATCHDOG=1 + barrier)", spawn_timer([herd, "notify", "--heartbeat"], without_slot)),
+    ("`herd --version` (exec only, for scale)", spawn_timer([herd, "--version"], with_slot)),
 ]
-samples = {label: [] for label, _ in probes}
-order = list(probes)
-gc.disable()
-for round_ in range(-warmup, runs):
-    random.shuffle(order)
-    for label, run in order:
-        t = run()
-        if round_ >= 0:
-            samples[label].append(t)
-gc.enable()
+samples = interleaved(probes, runs, warmup)
 
 lines = [f"### One heartbeat as a command ({runs} interleaved rounds, {warmup} warm-up)\n",
          "| command | median ms | p90 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]

@@ -58,8 +58,10 @@ mkdir -p "$TMP/dynamic" "$TMP/static"
 ln -s "$HERD" "$TMP/dynamic/tini"
 ln -s "$HERD_STATIC" "$TMP/static/tini"
 
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, statistics, sys, time
+import os, statistics, sys
+from timing import interleaved, percentile, row, spawn_timer
 
 runs, warmup = int(sys.argv[1]), int(sys.argv[2])
 herd, herd_static, as_tini, as_tini_static = sys.argv[3:7]
@@ -73,44 +75,14 @@ candidates = [
     ("herd as tini (dynamic)", [as_tini, "-s", "--", TRUE]),
     ("herd as tini (static)", [as_tini_static, "-s", "--", TRUE]),
 ]
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 env = dict(os.environ)
 
-def run_once(argv):
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter_ns() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{argv} exited with {status:#x}")
-    return elapsed
-
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-samples = {label: [] for label, _ in candidates}
-order = list(candidates)
-gc.disable()
-for round_ in range(warmup + runs):
-    random.shuffle(order)
-    for label, argv in order:
-        t = run_once(argv)
-        if round_ >= warmup:
-            samples[label].append(t)
-gc.enable()
+samples = interleaved([(label, spawn_timer(argv, env)) for label, argv in candidates], runs, warmup)
 
 us = lambda ns: ns / 1000
 median = {l: us(statistics.median(s)) for l, s in samples.items()}
 p90 = {l: us(percentile(s, 0.9)) for l, s in samples.items()}
 overhead = {l: median[l] - median["bare `true`"] for l in median}
-
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 
 print(f"### Wall time of `SUP -- /bin/true` ({runs} interleaved rounds, {warmup} warm-up)\n")
 row("candidate", "command", "median µs", "p90 µs", "overhead vs bare µs (median)")

@@ -75,26 +75,16 @@ SUP_PID=$(<"$STATE/pid")
 [[ -n $(supervisor_of "$STATE" "$SUP_PID" "$HERD") ]] || { log "no supervisor behind $STATE/pid"; exit 1; }
 "$HERD" status --ready --state-dir "$STATE" || { log "the group is not ready"; exit 1; }
 
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, socket, statistics, sys, time
+import os, socket, statistics, sys, time
+from timing import interleaved, percentile, row, spawn_timer
 
 herd, state, port, runs, warmup, load_before = sys.argv[1:7]
 port, runs, warmup = int(port), int(runs), int(warmup)
 
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 env = dict(os.environ)
-
-def command(argv):
-    def run():
-        start = time.perf_counter_ns()
-        pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-        _, status = os.waitpid(pid, 0)
-        elapsed = time.perf_counter_ns() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{argv} exited with {status:#x}")
-        return elapsed
-    return run
+command = lambda argv: spawn_timer(argv, env)
 
 def http(path):
     request = f"GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n".encode()
@@ -122,27 +112,9 @@ probes = [  # (label, how it is run)
     ("HTTP `GET /live` (one connection)", http("/live")),
 ]
 
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-samples = {label: [] for label, _ in probes}
-order = list(probes)
-gc.disable()
-for round_ in range(-warmup, runs):
-    random.shuffle(order)
-    for label, run in order:
-        t = run()
-        if round_ >= 0:
-            samples[label].append(t)
-gc.enable()
+samples = interleaved(probes, runs, warmup)
 
 ms = lambda ns: ns / 1e6
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 
 print(f"### One readiness probe ({runs} interleaved rounds, {warmup} warm-up)\n")
 row("probe", "median ms", "p90 ms", "p99 ms")

@@ -313,8 +313,10 @@ PY
 # Starts each peer as its child (pm2's daemon detaches: it is adopted by the
 # driver, a child subreaper), measures, stops it, and prints the report. On
 # TERM (the trap) it exits, and its atexit kills everything left below it.
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
 import atexit, ctypes, json, os, signal, socket, statistics, subprocess, sys, time
+from timing import percentile as pct, row
 
 (tmp, herd, python, gunicorn, pm2, rate, reloads, interval, warmup, tail, request_timeout,
  window_after, startup_runs, peers_wanted) = sys.argv[1:]
@@ -357,6 +359,8 @@ def spawn(argv, log, extra_env=None, cwd=None):
         os.close(out)
 
 def children(pid):
+    # herd's guard (man herd, "When herd is killed") is a child of herd for
+    # herd's whole life, and no generation's.
     kids = set()
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -367,7 +371,14 @@ def children(pid):
                 pass
     except FileNotFoundError:
         pass
-    return kids
+    return {kid for kid in kids if comm(kid) != "herd-guard"}
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 def alive(pid):
     # Gone once it has exited: a zombie waiting for its parent counts as gone.
@@ -615,15 +626,6 @@ def run(peer):
             "generation_of": generation_of}
 
 # --------------------------------------------------------------- report
-def pct(values, p):
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
 ms = lambda ns: f"{ns / 1e6:.1f}" if ns == ns else "—"
 KINDS = ["refused", "reset", "closed", "timeout", "bad status"]
 
@@ -660,9 +662,6 @@ def summary(peer, r):
         "lag_p99": pct([q[1] for q in reqs], 0.99),
         "startup": r["startup"], "times": times,
     }
-
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 
 results, notes = {}, []
 for name, cls in (("herd", Herd), ("gunicorn", Gunicorn), ("pm2", Pm2)):

@@ -99,8 +99,10 @@ DUMB_INIT=/usr/bin/dumb-init
 # `/usr/bin/time -f %M`: wait4()'s rusage reports the larger of the process's
 # own and its reaped descendants' maxrss, so it would report sleep's RSS (1.6
 # MiB here, more than tini's) instead of the supervisor's.
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, statistics, subprocess, sys, time
+import os, statistics, subprocess, sys, time
+from timing import interleaved, percentile, row, spawn_timer
 
 runs, warmup, rss_repeats = (int(a) for a in sys.argv[1:4])
 herd_dyn, herd_static, tini, dumb_init, herd_other, herd_other_static = sys.argv[4:10]
@@ -119,37 +121,10 @@ candidates = [  # (label, argv); argv[0] is an absolute path for posix_spawn
     ("herd (static)", [herd_static, "run", "--", TRUE]),
 ] + [(label, [path, "run", "--", TRUE]) for label, path in others]
 
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 env = dict(os.environ)
 
-def run_once(argv):
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-    _, status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter_ns() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{argv} exited with {status:#x}")
-    return elapsed
-
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
 # --- wall time ---
-samples = {label: [] for label, _ in candidates}
-order = list(candidates)
-gc.disable()
-for round_ in range(warmup + runs):
-    random.shuffle(order)
-    for label, argv in order:
-        t = run_once(argv)
-        if round_ >= warmup:
-            samples[label].append(t)
-gc.enable()
+samples = interleaved([(label, spawn_timer(argv, env)) for label, argv in candidates], runs, warmup)
 
 us = lambda ns: ns / 1000
 median = {l: us(statistics.median(s)) for l, s in samples.items()}
@@ -225,9 +200,6 @@ size = {label: os.path.getsize(path) for label, path in binaries}
 MiB = 1024 * 1024
 
 # --- report ---
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
-
 print(f"### Wall time of `SUP -- /bin/true` ({runs} interleaved rounds, {warmup} warm-up)\n")
 row("candidate", "command", "median µs", "p90 µs", "overhead vs bare µs (median)")
 row("---", "---", "---:", "---:", "---:")

@@ -79,49 +79,18 @@ for dir in "$SMALL" "$LARGE"; do
     [[ -n $(supervisor_of "$dir" "$(<"$dir/pid")" "$HERD") ]] || { log "no supervisor behind $dir/pid"; exit 1; }
 done
 
+cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
-import gc, os, random, signal, statistics, sys, time
+import os, signal, statistics, sys
+from timing import interleaved, percentile, row, spawn_timer
 
 herd, small, large, small_pid, slots, runs, warmup = sys.argv[1:8]
 small_pid, runs, warmup = int(small_pid), int(runs), int(warmup)
-null = os.open(os.devnull, os.O_RDWR)
-redirect = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
 env = dict(os.environ)
-
-def command(argv, code=0):
-    def run():
-        start = time.perf_counter_ns()
-        pid = os.posix_spawn(argv[0], argv, env, file_actions=redirect)
-        _, status = os.waitpid(pid, 0)
-        elapsed = time.perf_counter_ns() - start
-        if os.waitstatus_to_exitcode(status) != code:
-            sys.exit(f"{argv} exited with {status:#x}")
-        return elapsed
-    return run
-
-def percentile(values, p):
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-def measure(probes, rounds):
-    samples = {label: [] for label, _ in probes}
-    order = list(probes)
-    gc.disable()
-    for round_ in range(-warmup, rounds):
-        random.shuffle(order)
-        for label, run in order:
-            t = run()
-            if round_ >= 0:
-                samples[label].append(t)
-    gc.enable()
-    return samples
+command = lambda argv, code=0: spawn_timer(argv, env, code)
+measure = lambda probes, rounds: interleaved(probes, rounds, warmup)
 
 ms = lambda ns: ns / 1e6
-def row(*cells):
-    print("| " + " | ".join(str(c) for c in cells) + " |")
 def table(title, probes, samples):
     print(f"### {title}\n")
     row("command", "median ms", "p90 ms", "p99 ms")
