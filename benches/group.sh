@@ -186,7 +186,7 @@ cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
 import ctypes, errno, gc, os, random, shutil, signal, socket, statistics, struct, subprocess, sys
 import time
-from timing import percentile as pct, row
+from timing import comm, percentile as pct, row
 
 (tmp, herd, herd_static, herd_other, supervisord, honcho, concurrently, rounds, repeats,
  group_size, settle, size_raw, size_conc, size_honcho, restarts, restart_runs) = sys.argv[1:]
@@ -426,13 +426,6 @@ def children(pid, all_tasks):
         except FileNotFoundError:
             pass
     return kids
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
 
 def kib_fields(path, names):
     found = {}

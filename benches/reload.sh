@@ -316,7 +316,7 @@ PY
 cp benches/timing.py "$TMP/"   # beside measure.py, which imports it
 cat >"$TMP/measure.py" <<'PY'
 import atexit, ctypes, json, os, signal, socket, statistics, subprocess, sys, time
-from timing import percentile as pct, row
+from timing import comm, percentile as pct, row
 
 (tmp, herd, python, gunicorn, pm2, rate, reloads, interval, warmup, tail, request_timeout,
  window_after, startup_runs, peers_wanted) = sys.argv[1:]
@@ -372,13 +372,6 @@ def children(pid):
     except FileNotFoundError:
         pass
     return {kid for kid in kids if comm(kid) != "herd-guard"}
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
 
 def alive(pid):
     # Gone once it has exited: a zombie waiting for its parent counts as gone.

@@ -1,4 +1,4 @@
-"""The helpers shared by the python3 programs of benches/*.sh: percentile, row, spawn timer, rounds.
+"""The helpers shared by the python3 programs of benches/*.sh: percentile, row, comm, spawn timer, rounds.
 
 The scripts benches/*.sh write their measuring program to $TMP/measure.py and
 copy this file beside it, where `import timing` finds it (the directory of
@@ -35,6 +35,15 @@ def percentile(values, p):
 def row(*cells):
     """Prints one row of a Markdown table."""
     print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+def comm(pid):
+    """The command name of process pid (/proc/PID/comm), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 def time_spawn(argv, env, expected=0):
