@@ -53,6 +53,30 @@ fn started_pid(line: &str) -> u32 {
         .unwrap_or_else(|| panic!("no pid in {line:?}"))
 }
 
+/// Runs `line` (process `name`, which says `last` after its last
+/// heartbeat) with a watchdog of 2 s and `--restart always`; checks that it
+/// is stopped 2 s to 2.2 s after `last` and started again. Returns herd.
+fn restarted_within_a_tenth(dir: &TempDir, name: &str, line: &str, last: &str) -> Running {
+    let watchdog = format!("{name}=2");
+    let mut herd = group(
+        dir,
+        &["--watchdog", &watchdog, "--restart", "always", "-c", line],
+    );
+    let first = started_pid(&herd.expect_line(&format!("{name} started")));
+    herd.expect_line(last);
+    let beat = Instant::now();
+    herd.expect_line(&format!("{name}: no heartbeat for 2s"));
+    let waited = beat.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited <= Duration::from_millis(2200),
+        "stopped {waited:?} after its last heartbeat, not within 2s + 10%\n{}",
+        herd.story()
+    );
+    let second = started_pid(&herd.expect_line(&format!("{name} started")));
+    assert_ne!(first, second, "{}", herd.story());
+    herd
+}
+
 #[test]
 fn a_process_that_stops_beating_is_restarted_within_its_period_and_a_tenth() {
     let dir = TempDir::new("wd-stops");
@@ -61,22 +85,7 @@ fn a_process_that_stops_beating_is_restarted_within_its_period_and_a_tenth() {
          {herd} notify --heartbeat && echo last beat; exec sleep 1000",
         herd = herd_path()
     );
-    let mut herd = group(
-        &dir,
-        &["--watchdog", "hang=2", "--restart", "always", "-c", &beats],
-    );
-    let first = started_pid(&herd.expect_line("hang started"));
-    herd.expect_line("last beat");
-    let beat = Instant::now();
-    herd.expect_line("hang: no heartbeat for 2s");
-    let waited = beat.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1900) && waited <= Duration::from_millis(2200),
-        "stopped {waited:?} after its last heartbeat, not within 2s + 10%\n{}",
-        herd.story()
-    );
-    let second = started_pid(&herd.expect_line("hang started"));
-    assert_ne!(first, second, "{}", herd.story());
+    let mut herd = restarted_within_a_tenth(&dir, "hang", &beats, "last beat");
     herd.expect_line("last beat");
     let status = run_to_end(
         crate::util::herd()
@@ -113,22 +122,7 @@ fn a_process_that_stops_sending_watchdog_1_is_restarted_within_its_period_and_a_
     let script = dir.join("silence.py");
     std::fs::write(&script, DATAGRAM_THEN_SILENCE).unwrap();
     let line = format!("quiet=exec python3 {}", script.display());
-    let mut herd = group(
-        &dir,
-        &["--watchdog", "quiet=2", "--restart", "always", "-c", &line],
-    );
-    let first = started_pid(&herd.expect_line("quiet started"));
-    herd.expect_line("last datagram");
-    let beat = Instant::now();
-    herd.expect_line("quiet: no heartbeat for 2s");
-    let waited = beat.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1900) && waited <= Duration::from_millis(2200),
-        "stopped {waited:?} after its last WATCHDOG=1, not within 2s + 10%\n{}",
-        herd.story()
-    );
-    let second = started_pid(&herd.expect_line("quiet started"));
-    assert_ne!(first, second, "{}", herd.story());
+    restarted_within_a_tenth(&dir, "quiet", &line, "last datagram");
 }
 
 #[test]
