@@ -70,11 +70,21 @@ pub fn run(args: ClientArgs) -> Result<u8, Failure> {
     }
 }
 
-/// `status --ready` or `--live`: 0 when the supervisor answers within
-/// `timeout` (and, for `--ready`, says every process is ready), else 1.
-/// Quiet, for exec probes and Docker's HEALTHCHECK, which only look at the
-/// code: a herd that is not running is not ready either.
+/// `status --ready` or `--live`: 0 when the supervisor is seen doing its
+/// job (and, for `--ready`, every process is ready), else 1. Read from the
+/// scoreboard, which never waits for the supervisor; without one, asked
+/// over the socket within `timeout`. Quiet, for exec probes and Docker's
+/// HEALTHCHECK, which only look at the code: a herd that is not running is
+/// not ready either.
 fn probe(paths: &StatePaths, check: Probe, timeout: Duration) -> u8 {
+    let Liveness::Running(pid) = daemon::liveness(paths) else {
+        return 1;
+    };
+    if let Some(Ok(snapshot)) = paths.dir.as_deref().map(|dir| current_board(dir, pid)) {
+        let passed =
+            snapshot.not_seen().is_none() && (check == Probe::Live || snapshot.group_ready);
+        return u8::from(!passed);
+    }
     let answer = Client::connect(paths, timeout).and_then(|client| match client {
         Some(mut client) => client.request(&[("command", "status")]).map(Some),
         None => Ok(None),
@@ -220,7 +230,7 @@ fn status(paths: &StatePaths, json: bool, timeout: Option<Duration>) -> Result<u
     let board = match (&paths.dir, timeout) {
         (Some(dir), None) => {
             let path = dir.join(scoreboard::FILE);
-            match scoreboard::read(dir) {
+            match current_board(dir, pid) {
                 Ok(snapshot) => return Ok(status_from_board(paths, pid, json, &snapshot)),
                 Err(why) => Some(format!("reading {}: {why}", path.display())),
             }
@@ -259,6 +269,20 @@ fn status(paths: &StatePaths, json: bool, timeout: Option<Duration>) -> Result<u
 
 /// `herd status` from the scoreboard: the same rows as the supervisor
 /// would give, and a note when it has not been seen doing its job.
+/// The scoreboard of `dir` if it is the one of supervisor `pid` (the pid
+/// file's): one a killed supervisor left is still there while the next one
+/// takes the directory over.
+fn current_board(dir: &std::path::Path, pid: Option<i32>) -> Result<scoreboard::Snapshot, String> {
+    let snapshot = scoreboard::read(dir).map_err(|why| why.to_string())?;
+    match pid {
+        Some(pid) if i64::from(pid) != i64::from(snapshot.supervisor) => Err(format!(
+            "it is the one of the last supervisor (pid {}), not of this one",
+            snapshot.supervisor
+        )),
+        _ => Ok(snapshot),
+    }
+}
+
 fn status_from_board(
     paths: &StatePaths,
     pid: Option<i32>,

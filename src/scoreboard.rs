@@ -42,6 +42,7 @@ mod header {
     pub const SUPERVISOR_SEEN: usize = 7;
     pub const SUPERVISOR_LOOP: usize = 8;
     pub const SUPERVISOR_START: usize = 9;
+    pub const GROUP_READY: usize = 10;
 }
 
 /// The SUPERVISOR_LOOP word: what the loop has been doing since
@@ -279,8 +280,18 @@ impl Board {
     /// Writes the rows that changed since the last call, and the time, the
     /// supervisor's heartbeat. `false`: someone truncated or removed the
     /// file; the caller makes a new one.
-    pub fn publish<'a>(&mut self, rows: impl Iterator<Item = Row<'a>>, now: Instant) -> bool {
+    pub fn publish<'a>(
+        &mut self,
+        rows: impl Iterator<Item = Row<'a>>,
+        group_ready: bool,
+        now: Instant,
+    ) -> bool {
         let monotonic = monotonic_now();
+        self.words.store(
+            header::GROUP_READY,
+            u64::from(group_ready),
+            Ordering::Release,
+        );
         let mut table_open = false;
         for (index, row) in rows.enumerate() {
             let Some(written) = self.written.get_mut(index) else {
@@ -391,6 +402,8 @@ pub struct Snapshot {
     pub supervisor_waiting: bool,
     /// When the supervisor started, in clock ticks since boot (0: unknown).
     pub supervisor_start: u64,
+    /// The whole group is ready (what `herd status --ready` answers).
+    pub group_ready: bool,
     pub processes: Vec<ProcessStatus>,
     /// The process groups the supervisor had, for a herd that takes over
     /// after it died.
@@ -558,6 +571,7 @@ fn read_words(map: &SharedWords) -> Result<Snapshot, Unreadable> {
             supervisor_seen: ago(header(header::SUPERVISOR_SEEN)),
             supervisor_waiting: header(header::SUPERVISOR_LOOP) == LOOP_WAITING,
             supervisor_start: header(header::SUPERVISOR_START),
+            group_ready: header(header::GROUP_READY) == 1,
             processes: rows.iter().map(|r| decode_row(r, &ago)).collect(),
             groups: rows.iter().filter_map(decode_group).collect(),
         });
@@ -689,7 +703,7 @@ mod tests {
         web.grace = Duration::from_millis(1500);
         let mut db = row("db", 2);
         db.pid = None;
-        assert!(board.publish([web, db].into_iter(), Instant::now()));
+        assert!(board.publish([web, db].into_iter(), false, Instant::now()));
         let snapshot = read(&dir.0).unwrap();
         let started = crate::sys::process::start_ticks(own).unwrap();
         assert_eq!(snapshot.supervisor_start, started);
@@ -721,8 +735,9 @@ mod tests {
         db.state = "backoff";
         db.last_exit = Some(WaitStatus::Signaled(9));
         db.not_live = true;
-        assert!(board.publish([web.clone(), db.clone()].into_iter(), now));
+        assert!(board.publish([web.clone(), db.clone()].into_iter(), true, now));
         let snapshot = read(&dir.0).unwrap();
+        assert!(snapshot.group_ready);
         assert_eq!(snapshot.supervisor, 77);
         let [got_web, got_db] = &snapshot.processes[..] else {
             panic!("{snapshot:?}")
@@ -793,7 +808,7 @@ mod tests {
         let dir = Dir::new("heartbeat");
         let mut board = Board::create(&dir.0, 1, 1).unwrap();
         let now = Instant::now();
-        board.publish([row("web", 1)].into_iter(), now);
+        board.publish([row("web", 1)].into_iter(), false, now);
         let file = File::options()
             .read(true)
             .write(true)
@@ -802,7 +817,7 @@ mod tests {
         let child = SharedWords::map(&file, HEADER_WORDS + SLOT_WORDS, true).unwrap();
         let heartbeat = slot_start(0) + slot::HEARTBEAT;
         child.fetch_add(heartbeat, 1, Ordering::Relaxed);
-        assert!(board.publish([row("web", 2)].into_iter(), now));
+        assert!(board.publish([row("web", 2)].into_iter(), false, now));
         assert_eq!(board.words.load(heartbeat, Ordering::Acquire), 1);
         assert_eq!(read(&dir.0).unwrap().processes[0].generation, 2);
     }
@@ -842,7 +857,7 @@ mod tests {
         web.last_exit = Some(WaitStatus::Signaled(libc::SIGTERM));
         web.watchdog = Some(Duration::from_secs(5));
         web.no_heartbeat = true;
-        assert!(board.publish([web].into_iter(), Instant::now()));
+        assert!(board.publish([web].into_iter(), false, Instant::now()));
         assert_eq!(
             read(&dir.0).unwrap().processes[0].last_exit.as_deref(),
             Some("no heartbeat for 5s: killed by SIGTERM")
@@ -870,16 +885,16 @@ mod tests {
         let dir = Dir::new("truncated");
         let mut board = Board::create(&dir.0, 4, 1).unwrap();
         let now = Instant::now();
-        assert!(board.publish([row("a", 1)].into_iter(), now));
+        assert!(board.publish([row("a", 1)].into_iter(), false, now));
         File::options()
             .write(true)
             .open(dir.0.join(FILE))
             .unwrap()
             .set_len(0)
             .unwrap();
-        assert!(!board.publish([row("a", 2)].into_iter(), now));
+        assert!(!board.publish([row("a", 2)].into_iter(), false, now));
         let mut board = Board::create(&dir.0, 4, 1).unwrap();
-        assert!(board.publish([row("a", 3)].into_iter(), now));
+        assert!(board.publish([row("a", 3)].into_iter(), false, now));
         assert_eq!(read(&dir.0).unwrap().processes[0].generation, 3);
     }
 
@@ -898,10 +913,10 @@ mod tests {
         let dir = Dir::new("replaced");
         let mut board = Board::create(&dir.0, 1, 1).unwrap();
         let now = Instant::now();
-        assert!(board.publish([row("a", 1)].into_iter(), now));
+        assert!(board.publish([row("a", 1)].into_iter(), false, now));
         fs::write(dir.0.join("other"), vec![1u8; 4096]).unwrap();
         fs::rename(dir.0.join("other"), dir.0.join(FILE)).unwrap();
-        assert!(!board.publish([row("a", 1)].into_iter(), now));
+        assert!(!board.publish([row("a", 1)].into_iter(), false, now));
     }
 
     /// Every field of a row the writer publishes is derived from one
@@ -926,7 +941,7 @@ mod tests {
                         let k = n.wrapping_add(s as u32);
                         row(&names[k as usize % 64], k)
                     });
-                    board.publish(rows, now);
+                    board.publish(rows, false, now);
                 }
                 n
             })

@@ -697,13 +697,13 @@ impl Executor<'_> {
         let Some(board) = &mut self.board else {
             return;
         };
-        if board.publish(self.table.rows(), now) {
+        if board.publish(self.table.rows(), self.table.is_ready(), now) {
             return;
         }
         let dir = self.service.paths().and_then(|paths| paths.dir.clone());
         self.board = dir.and_then(|dir| match make_board(&dir, self.launches.len()) {
             Ok(mut board) => {
-                board.publish(self.table.rows(), now);
+                board.publish(self.table.rows(), self.table.is_ready(), now);
                 Some(board)
             }
             Err(failure) => {

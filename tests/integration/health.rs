@@ -481,3 +481,49 @@ fn two_hundred_slow_or_garbage_probe_connections_do_not_delay_a_restart() {
     );
     assert_eq!(ready_under_abuse, 0, "{story}");
 }
+
+#[test]
+fn probes_read_the_scoreboard_and_a_stopped_supervisor_fails_them_at_once() {
+    let dir = TempDir::new("health-board");
+    let state = dir.join("g");
+    let marker = Marker::new("health-board");
+    let mut command = herd();
+    marker
+        .apply(&mut command)
+        .args(["start", "--state-dir"])
+        .arg(&state)
+        .args(["-c", "web=exec sleep 1000"]);
+    let outcome = run_to_end(&mut command);
+    outcome.check(outcome.code() == 0, "herd start");
+    // Without the control socket, only the scoreboard can answer.
+    let socket = state.join("control.sock");
+    let moved = state.join("control.sock.away");
+    fs::rename(&socket, &moved).unwrap();
+    assert_eq!(status_probe(&state, "--ready", "socket moved away"), 0);
+    assert_eq!(status_probe(&state, "--live", "socket moved away"), 0);
+    fs::rename(&moved, &socket).unwrap();
+    let supervisor: u32 = fs::read_to_string(state.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    send_signal(supervisor, "STOP");
+    wait_until(
+        "the supervisor to stop",
+        || process_state(supervisor) == Some('T'),
+        String::new,
+    );
+    let asked = Instant::now();
+    let ready = status_probe(&state, "--ready", "supervisor stopped");
+    let live = status_probe(&state, "--live", "supervisor stopped");
+    let took = asked.elapsed();
+    send_signal(supervisor, "CONT");
+    let stop = run_to_end(herd().arg("stop").arg("--state-dir").arg(&state));
+    stop.check(stop.code() == 0, "herd stop");
+    assert_eq!((ready, live), (1, 1), "a stopped supervisor is neither");
+    // The socket would have made each wait its 5 s.
+    assert!(
+        took < Duration::from_secs(5),
+        "the two probes took {took:?}"
+    );
+}

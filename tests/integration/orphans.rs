@@ -261,6 +261,14 @@ fn sigint_during_a_takeover_kills_what_is_left_at_once_and_ends_herd() {
     herd.expect_stderr("the takeover note", |text| {
         text.contains("stopping stubborn")
     });
+    // The dead supervisor's scoreboard says its group was ready; it is not
+    // this supervisor's, which is not ready yet.
+    let probe = run_to_end(
+        crate::util::herd()
+            .args(["status", "--ready", "--state-dir"])
+            .arg(dir.join("state")),
+    );
+    probe.check(probe.code() == 1, "status --ready during the takeover");
     herd.signal("INT");
     let outcome = herd.finish();
     outcome.check(outcome.code() == 125, "herd exits 125");
