@@ -312,6 +312,13 @@ fn a_health_port_that_is_taken_stops_herd_before_it_starts_anything() {
 #[test]
 fn long_garbage_and_silent_requests_are_refused_or_cut_off_in_time() {
     let probed = Probed::run("hostile", &["-c", "web=exec sleep 1000"]);
+    // The port takes connections before web is ready; the answers below are
+    // those of a ready group.
+    wait_until(
+        "the group to be ready",
+        || probed.http("/ready").0 == 200,
+        || probed.herd.story(),
+    );
     let long = format!("GET /ready HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(2000));
     let response = exchange(probed.port, long.as_bytes());
     assert!(response.starts_with("HTTP/1.0 431 "), "{response}");
