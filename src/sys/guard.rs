@@ -13,6 +13,7 @@
 use super::{check, Pid};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 use std::{mem, ptr};
 
 /// One record, little-endian: kind (u32), process group (i32), stop signal
@@ -23,6 +24,9 @@ pub const RECORD_BYTES: usize = 24;
 const STARTED: u32 = 1;
 const ENDED: u32 = 2;
 const CLEAN: u32 = 3;
+
+/// The longest herd waits at its clean end for its guard to end.
+const CLEAN_END_WAIT: Duration = Duration::from_secs(1);
 
 /// Groups the guard can hold; more are not guarded (each process's
 /// parent-death signal still is).
@@ -54,6 +58,7 @@ pub struct Lost;
 /// does not read (stopped) never holds herd up.
 pub struct Guard {
     write_end: OwnedFd,
+    pid: Pid,
 }
 
 fn record(kind: u32, pgid: Pid, signal: i32, grace_micros: u64) -> [u8; RECORD_BYTES] {
@@ -78,12 +83,12 @@ impl Guard {
         // on its copy of the plan. Nothing waits for it: the kernel reaps it
         // once herd is gone, and at herd's end it is herd's zombie until
         // herd exits.
-        if unsafe { super::clone_silent() }?.is_none() {
+        let Some(pid) = (unsafe { super::clone_silent() })? else {
             // SAFETY: this is the child; `plan` is its copy.
             unsafe { guard_main(plan) }
-        }
+        };
         drop(read_end);
-        Ok(Guard { write_end })
+        Ok(Guard { write_end, pid })
     }
 
     /// Sends one record; `Err`: the guard is gone (someone killed it). A
@@ -124,9 +129,26 @@ impl Guard {
         self.send(&record(ENDED, pgid, 0, 0))
     }
 
-    /// herd ends as it meant to: the guard has nothing to do.
+    /// herd ends as it meant to: the guard has nothing to do, and ends
+    /// (at once: herd waits for that, a second at most, and reaps it, so
+    /// that no process of herd's outlives it).
     pub fn clean(self) {
         let _ = self.send(&record(CLEAN, 0, 0, 0));
+        drop(self.write_end);
+        let Some(deadline) = Instant::now().checked_add(CLEAN_END_WAIT) else {
+            return;
+        };
+        loop {
+            let mut status = 0;
+            // SAFETY: `status` is a valid c_int for waitpid to write; the
+            // guard is this process's clone child, not reaped before.
+            let reaped =
+                unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG | libc::__WCLONE) };
+            if reaped != 0 || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
