@@ -199,6 +199,10 @@ fn encode_row(row: &Row, now: Instant, monotonic: Duration) -> [u64; SLOT_WORDS]
 /// each slot, so that a step that changed one process writes one slot.
 pub struct Board {
     path: PathBuf,
+    /// Where the file is while its slots were never written: it is renamed
+    /// to `path` by the first `publish`, so that no reader finds slots the
+    /// supervisor has not filled in yet.
+    staged: Option<PathBuf>,
     /// The file's inode: a file someone renamed over it is not ours.
     inode: (u64, u64),
     words: SharedWords,
@@ -206,15 +210,15 @@ pub struct Board {
 }
 
 impl Board {
-    /// Makes the scoreboard of `dir` with room for `slots` processes, in
-    /// place of any older one, mode 0600. Readers never see it half made:
-    /// it is written under another name and renamed.
+    /// Makes the scoreboard of `dir` with room for `slots` processes, mode
+    /// 0600, under another name: the first `publish` puts it in place of
+    /// any older one. Readers never see it half made.
     pub fn create(dir: &Path, slots: usize, supervisor: u32) -> io::Result<Board> {
-        let path = dir.join(FILE);
         let fresh = dir.join(format!(".{FILE}.{supervisor}"));
-        let made = Board::make(&fresh, slots, supervisor).and_then(|board| {
-            fs::rename(&fresh, &path)?;
-            Ok(Board { path, ..board })
+        let made = Board::make(&fresh, slots, supervisor).map(|board| Board {
+            path: dir.join(FILE),
+            staged: Some(fresh.clone()),
+            ..board
         });
         if made.is_err() {
             let _ = fs::remove_file(&fresh);
@@ -271,6 +275,7 @@ impl Board {
         let metadata = file.metadata()?;
         Ok(Board {
             path: path.to_path_buf(),
+            staged: None,
             inode: (metadata.dev(), metadata.ino()),
             words,
             written: vec![[0; SLOT_WORDS]; slots],
@@ -322,6 +327,12 @@ impl Board {
             self.words
                 .fetch_add(header::TABLE_SEQUENCE, 1, Ordering::Release);
         }
+        if let Some(staged) = self.staged.take() {
+            if fs::rename(&staged, &self.path).is_err() {
+                let _ = fs::remove_file(&staged);
+                return false;
+            }
+        }
         !self.words.is_lost()
             && fs::metadata(&self.path)
                 .is_ok_and(|m| m.len() > 0 && (m.dev(), m.ino()) == self.inode)
@@ -339,7 +350,7 @@ impl Board {
     }
 
     pub fn remove(self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_file(self.staged.as_ref().unwrap_or(&self.path));
     }
 
     /// Each slot's heartbeat counter, which its process adds to.
@@ -668,6 +679,14 @@ mod tests {
         }
     }
 
+    /// A board in place: made, and its slots written once.
+    fn placed(dir: &Dir, slots: usize, supervisor: u32) -> Board {
+        let mut board = Board::create(&dir.0, slots, supervisor).unwrap();
+        let rows = (0..slots).map(|n| row("p", u32::try_from(n).unwrap()));
+        assert!(board.publish(rows, false, Instant::now()));
+        board
+    }
+
     fn row(name: &str, n: u32) -> Row<'_> {
         Row {
             name,
@@ -772,7 +791,7 @@ mod tests {
     #[test]
     fn a_supervisor_waiting_for_inputs_is_seen_and_one_working_for_long_is_not() {
         let dir = Dir::new("seen");
-        let board = Board::create(&dir.0, 1, std::process::id()).unwrap();
+        let board = placed(&dir, 1, std::process::id());
         board.loop_state(true);
         let snapshot = read(&dir.0).unwrap();
         assert!(snapshot.supervisor_waiting && snapshot.supervisor_seen < Duration::from_secs(1));
@@ -825,7 +844,7 @@ mod tests {
     #[test]
     fn a_heartbeat_is_one_add_at_the_documented_byte_and_bad_slots_are_refused() {
         let dir = Dir::new("bump");
-        let board = Board::create(&dir.0, 3, 1).unwrap();
+        let board = placed(&dir, 3, 1);
         let path = dir.0.join(FILE);
         bump_heartbeat(&path, 2).unwrap();
         bump_heartbeat(&path, 2).unwrap();
@@ -899,13 +918,27 @@ mod tests {
     }
 
     #[test]
-    fn a_scoreboard_read_before_the_first_round_shows_a_supervisor_just_begun() {
+    fn a_scoreboard_is_in_place_only_once_its_slots_are_written_and_then_shows_a_supervisor_just_begun(
+    ) {
         let dir = Dir::new("fresh");
-        let _board = Board::create(&dir.0, 2, std::process::id()).unwrap();
+        let mut board = Board::create(&dir.0, 2, std::process::id()).unwrap();
+        assert_eq!(read(&dir.0).unwrap_err(), Unreadable::Missing);
+        assert!(board.publish(
+            [row("a", 1), row("b", 2)].into_iter(),
+            false,
+            Instant::now()
+        ));
         let snapshot = read(&dir.0).unwrap();
+        assert_eq!(snapshot.processes.len(), 2);
+        assert_eq!(snapshot.processes[0].name, "a");
         assert!(!snapshot.supervisor_waiting);
         assert!(snapshot.supervisor_seen < Duration::from_secs(1));
         assert_eq!(snapshot.not_seen(), None);
+        assert!(!fs::read_dir(&dir.0).unwrap().any(|entry| entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')));
     }
 
     #[test]
@@ -926,13 +959,16 @@ mod tests {
         let dir = Dir::new("torn");
         let slots = 8;
         let mut board = Board::create(&dir.0, slots, 1).unwrap();
+        let names: Vec<String> = (0..64)
+            .map(|n| format!("p{n}-{}", "x".repeat(n % 56)))
+            .collect();
+        // In place, as the supervisor's first round puts it.
+        let first = (0..slots).map(|k| row(&names[k % 64], k as u32));
+        assert!(board.publish(first, false, Instant::now()));
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                let names: Vec<String> = (0..64)
-                    .map(|n| format!("p{n}-{}", "x".repeat(n % 56)))
-                    .collect();
                 let mut n = 0u32;
                 let now = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
