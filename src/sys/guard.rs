@@ -10,11 +10,12 @@
 //! on memory made before the clone, like the clone of `check.rs`, and its
 //! exit raises no SIGCHLD, so herd's reaping never sees it.
 
+use super::datagram::monotonic_now;
 use super::{check, Pid};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::ptr;
 use std::time::{Duration, Instant};
-use std::{mem, ptr};
 
 /// One record, little-endian: kind (u32), process group (i32), stop signal
 /// (i32), 4 bytes of zero, grace in microseconds (u64).
@@ -39,7 +40,7 @@ const LOOK_EVERY_NANOS: libc::c_long = 10_000_000;
 struct Entry {
     pgid: Pid,
     signal: libc::c_int,
-    grace_micros: u64,
+    grace: Duration,
     /// Set once the group is gone or has had SIGKILL.
     done: bool,
 }
@@ -152,19 +153,6 @@ impl Guard {
     }
 }
 
-fn monotonic_micros() -> u64 {
-    // SAFETY: timespec is plain data that clock_gettime fills in.
-    let mut now: libc::timespec = unsafe { mem::zeroed() };
-    // SAFETY: `now` is a valid timespec to write; clock_gettime is
-    // async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
-    seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(nanos / 1000)
-}
-
 /// Applies one record to the table, which never grows past its capacity;
 /// `true` for `CLEAN`.
 fn apply(entries: &mut Vec<Entry>, bytes: &[u8; RECORD_BYTES]) -> bool {
@@ -180,7 +168,7 @@ fn apply(entries: &mut Vec<Entry>, bytes: &[u8; RECORD_BYTES]) -> bool {
         STARTED if pgid > 1 && entries.len() < entries.capacity() => entries.push(Entry {
             pgid,
             signal,
-            grace_micros: u64::from_le_bytes(grace),
+            grace: Duration::from_micros(u64::from_le_bytes(grace)),
             done: false,
         }),
         ENDED => {
@@ -234,15 +222,10 @@ unsafe fn guard_main(mut plan: Plan) -> ! {
         }
         held += count as usize;
         let whole = held - held % RECORD_BYTES;
-        let mut at = 0;
-        while at < whole {
-            if let Some(Ok(one)) = buffer
-                .get(at..at + RECORD_BYTES)
-                .map(<&[u8; RECORD_BYTES]>::try_from)
-            {
+        for one in buffer[..whole].chunks_exact(RECORD_BYTES) {
+            if let Ok(one) = one.try_into() {
                 clean |= apply(&mut plan.entries, one);
             }
-            at += RECORD_BYTES;
         }
         buffer.copy_within(whole..held, 0);
         held -= whole;
@@ -250,7 +233,7 @@ unsafe fn guard_main(mut plan: Plan) -> ! {
     if clean {
         libc::_exit(0);
     }
-    let began = monotonic_micros();
+    let began = monotonic_now();
     for entry in plan.entries.iter() {
         libc::kill(-entry.pgid, entry.signal);
         libc::kill(-entry.pgid, libc::SIGCONT);
@@ -260,12 +243,12 @@ unsafe fn guard_main(mut plan: Plan) -> ! {
         tv_nsec: LOOK_EVERY_NANOS,
     };
     loop {
-        let elapsed = monotonic_micros().saturating_sub(began);
+        let elapsed = monotonic_now().saturating_sub(began);
         let mut waiting = false;
         for entry in plan.entries.iter_mut().filter(|entry| !entry.done) {
             if libc::kill(-entry.pgid, 0) == -1 {
                 entry.done = true;
-            } else if elapsed >= entry.grace_micros {
+            } else if elapsed >= entry.grace {
                 libc::kill(-entry.pgid, libc::SIGKILL);
                 entry.done = true;
             } else {
@@ -299,7 +282,7 @@ mod tests {
         );
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[0].pgid, entries[0].signal), (40, 15));
-        assert_eq!(entries[0].grace_micros, 2_000_000);
+        assert_eq!(entries[0].grace, Duration::from_micros(2_000_000));
         assert!(!apply(&mut entries, &record(ENDED, 40, 0, 0)));
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].pgid, 41);
