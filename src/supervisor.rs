@@ -25,6 +25,7 @@ use crate::sys::guard::{self, Guard};
 use crate::sys::process::{self, ChildSetup, LiveGroup, LivePid, Members, Reap, WaitStatus};
 use crate::sys::signal::{self, SignalSet};
 use crate::sys::Pid;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
@@ -317,7 +318,9 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
     }
     // A single command with no state directory is herd's fastest case, and
     // its one process's parent-death signal stops it; the rest get a guard.
-    let guard = if args.death_signal && !is_init && (!single || board.is_some()) {
+    // Not as PID 1, whose death ends every process of its namespace anyway.
+    let death_signal = args.death_signal && !is_init;
+    let guard = if death_signal && (!single || board.is_some()) {
         Some(Guard::start().map_err(|e| Failure::io("starting the guard", &e))?)
     } else {
         None
@@ -349,7 +352,7 @@ pub fn run(args: RunArgs, inherited: Inherited, service: &mut Service) -> Result
         health,
         board,
         heartbeats: Vec::new(),
-        death_signal: args.death_signal && !is_init,
+        death_signal,
         guard,
     };
     let result = executor.run(&signals, &events);
@@ -530,8 +533,7 @@ struct Executor<'a> {
     board: Option<Board>,
     /// Each slot's heartbeat counter when the loop last looked.
     heartbeats: Vec<u64>,
-    /// Each process gets its stop signal when herd dies. Not as PID 1,
-    /// whose death ends every process of its namespace anyway.
+    /// Each process gets its stop signal when herd dies.
     death_signal: bool,
     /// Stops every process group if herd dies without stopping them.
     guard: Option<Guard>,
@@ -1033,14 +1035,19 @@ impl Executor<'_> {
             _ => None,
         };
         let sockets = self.sockets.fds(&launch.sockets);
-        let mut env = launch.env.clone();
         let watchdog = table_unit.spec.watchdog;
-        if let Some(period) = watchdog {
-            env.push((
-                WATCHDOG_VARIABLES[0].to_string(),
-                period.as_micros().to_string(),
-            ));
-        }
+        // A copy of the launch's variables only for a watched process.
+        let env: Cow<[(String, String)]> = match watchdog {
+            Some(period) => {
+                let mut env = launch.env.clone();
+                env.push((
+                    WATCHDOG_VARIABLES[0].to_string(),
+                    period.as_micros().to_string(),
+                ));
+                Cow::Owned(env)
+            }
+            None => Cow::Borrowed(&launch.env),
+        };
         let setup = ChildSetup {
             mask: self.caller_mask,
             take_terminal,

@@ -233,8 +233,6 @@ fn spawn_forked(
     // one; otherwise what herd inherited it passes on, as posix_spawn does.
     if !setup.sockets.is_empty() || setup.ready_fd.is_some() {
         other_fds.push((next as libc::c_uint, libc::c_uint::MAX));
-    } else {
-        other_fds.clear();
     }
     let mut pid_entries: Vec<(Vec<u8>, usize)> = pid_variables
         .iter()
