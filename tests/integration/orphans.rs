@@ -65,6 +65,16 @@ fn kill_supervisor(dir: &TempDir) {
     );
 }
 
+/// `start` of the three with no death signal (and so no guard), then
+/// SIGKILL of its supervisor: what it left is a takeover's to stop. Returns
+/// the processes it left.
+fn left_by_a_killed_supervisor(dir: &TempDir, marker: &Marker) -> Vec<u32> {
+    start(dir, marker, &["--no-death-signal"]);
+    let left = processes_of_group(marker);
+    kill_supervisor(dir);
+    left
+}
+
 fn log(dir: &TempDir) -> String {
     fs::read_to_string(dir.join("state/log")).unwrap_or_default()
 }
@@ -78,10 +88,8 @@ fn a_start_after_sigkill_of_a_detached_supervisor_stops_every_process_it_left() 
     let dir = TempDir::new("orphans-takeover");
     let marker = Marker::new("takeover");
     // No death signal and so no guard: what is left is the takeover's.
-    start(&dir, &marker, &["--no-death-signal"]);
-    let old = processes_of_group(&marker);
+    let old = left_by_a_killed_supervisor(&dir, &marker);
     assert_eq!(old.len(), 6, "three processes and three children: {old:?}");
-    kill_supervisor(&dir);
     assert!(
         old.iter().all(|&pid| is_alive(pid)),
         "left running: {old:?}"
@@ -104,9 +112,7 @@ fn a_start_after_sigkill_of_a_detached_supervisor_stops_every_process_it_left() 
 fn a_takeover_leaves_alone_a_pid_whose_start_time_is_not_the_one_in_the_scoreboard() {
     let dir = TempDir::new("orphans-reused");
     let marker = Marker::new("reused");
-    start(&dir, &marker, &["--no-death-signal"]);
-    let old = processes_of_group(&marker);
-    kill_supervisor(&dir);
+    let old = left_by_a_killed_supervisor(&dir, &marker);
     // Slot 0 (stubborn): its start-time word, at byte 128 + 120, as if its
     // pid had been given to a process started at another time.
     let board = fs::OpenOptions::new()
@@ -293,8 +299,7 @@ fn sigint_during_a_takeover_kills_what_is_left_at_once_and_ends_herd() {
 fn a_damaged_scoreboard_is_reported_and_the_takeover_goes_on() {
     let dir = TempDir::new("orphans-damaged");
     let marker = Marker::new("damaged");
-    start(&dir, &marker, &["--no-death-signal"]);
-    kill_supervisor(&dir);
+    left_by_a_killed_supervisor(&dir, &marker);
     fs::write(dir.join("state/scoreboard"), vec![0x5a; 1000]).expect("writing garbage");
     start(&dir, &marker, &[]);
     let story = log(&dir);
